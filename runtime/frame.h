@@ -1,0 +1,126 @@
+/* runtime/frame.h - duct's wire frames: header codec, fragmenter and
+ * reassembler. docs/PROTOCOL.md is the normative description; this file
+ * implements exactly that and nothing else. Internal: not installed. */
+#ifndef DUCT_RUNTIME_FRAME_H
+#define DUCT_RUNTIME_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "duct/status.h"
+
+#define DUCT__MAGIC 0x54435544u /* "DUCT" as bytes on the wire */
+#define DUCT__VERSION 1
+#define DUCT__HEADER_SIZE 32
+/* Largest transport message (header included) duct sends by default: the
+ * size of one message-mode pipe message / SOCK_SEQPACKET datagram. */
+#define DUCT__DEFAULT_MAX_FRAME (64u * 1024u)
+/* Largest reassembled message accepted by default. */
+#define DUCT__DEFAULT_MAX_MESSAGE (4u * 1024u * 1024u)
+/* Smallest max frame a peer may announce: a header plus one payload byte. */
+#define DUCT__MIN_MAX_FRAME (DUCT__HEADER_SIZE + 1)
+/* Longest error text carried by a RESPONSE or GOAWAY; longer is cut. */
+#define DUCT__MAX_ERROR_TEXT 1024u
+
+enum duct__frame_type {
+  DUCT__HELLO = 1,
+  DUCT__REQUEST = 2,
+  DUCT__RESPONSE = 3,
+  DUCT__CANCEL = 4,
+  DUCT__GOAWAY = 5,
+  /* 6..15 are reserved for streaming; 16..255 for later use. */
+};
+
+enum duct__frame_flags {
+  DUCT__FLAG_MORE = 1u << 0, /* more fragments of this message follow */
+};
+
+/* A decoded header. Fields are host-order integers. */
+typedef struct duct__frame {
+  uint8_t version;
+  uint8_t type;
+  uint16_t flags;
+  uint32_t call_id;
+  uint32_t method_id;
+  uint32_t status;
+  uint32_t deadline_ms;
+  uint32_t payload_len;
+} duct__frame;
+
+/* HELLO payload: what each side announces once per connection. */
+#define DUCT__HELLO_SIZE 16
+typedef struct duct__hello {
+  uint16_t min_version;
+  uint16_t max_version;
+  uint32_t max_frame;   /* largest transport message the sender accepts */
+  uint32_t max_message; /* largest reassembled message the sender accepts */
+} duct__hello;
+
+/* Writes f as the 32-byte wire header. Never fails. */
+void duct__frame_encode(const duct__frame *f, uint8_t out[DUCT__HEADER_SIZE]);
+
+/* Decodes and validates the header of one transport message of len bytes
+ * (the whole message: header and payload). On success fills *f.
+ * Returns DUCT_OK, DUCT_FAILED_PRECONDITION for a protocol version this
+ * side does not speak (f->version is still filled), or DUCT_INTERNAL for
+ * any other malformed header. *why is set to a static sentence for logs. */
+duct_code duct__frame_decode(const uint8_t *msg, size_t len, duct__frame *f,
+                             const char **why);
+
+void duct__hello_encode(const duct__hello *h, uint8_t out[DUCT__HELLO_SIZE]);
+/* Validates a HELLO payload; DUCT_INTERNAL if malformed. */
+duct_code duct__hello_decode(const uint8_t *p, size_t len, duct__hello *h,
+                             const char **why);
+
+/* Fragmentation: a payload of len bytes sent in frames of at most
+ * max_frame bytes (header included) takes duct__frag_count() frames; an
+ * empty payload still takes one. */
+size_t duct__frag_count(size_t len, size_t max_frame);
+
+/* Header and payload slice of fragment i (0-based) of a message whose
+ * first header is tmpl: same fields, MORE set on all but the last,
+ * payload_len the slice length. *off receives the slice's offset. */
+void duct__frag_at(const duct__frame *tmpl, size_t len, size_t max_frame,
+                   size_t i, duct__frame *out, size_t *off);
+
+/* Reassembly of one message at a time per direction of a connection. */
+typedef struct duct__reasm {
+  uint32_t max_message;
+  duct__frame first; /* header of the message being rebuilt */
+  uint8_t *buf;
+  size_t len;
+  size_t cap;
+  unsigned char active;  /* a multi-frame message is in progress */
+  unsigned char discard; /* it passed max_message: drop the rest */
+} duct__reasm;
+
+/* A finished message, as reported by duct__reasm_feed. */
+typedef struct duct__msg {
+  int done;          /* 1 when the message is complete (or discarded) */
+  duct__frame hdr;   /* first frame's header; payload_len = total bytes */
+  const uint8_t *data; /* valid until the next feed or free */
+  size_t len;
+} duct__msg;
+
+void duct__reasm_init(duct__reasm *r, uint32_t max_message);
+void duct__reasm_free(duct__reasm *r);
+
+/* Feeds one decoded REQUEST or RESPONSE frame and its payload.
+ * - DUCT_OK, out->done == 0: a fragment was stored; feed the next one.
+ * - DUCT_OK, out->done == 1: out holds the whole message. A single-frame
+ *   message is not copied: out->data points into payload.
+ * - DUCT_RESOURCE_EXHAUSTED, out->done == 1: the message's last fragment
+ *   arrived but the message exceeded max_message (or memory ran out); its
+ *   bytes were dropped as they came. The connection stays usable; the
+ *   call fails with this code.
+ * - DUCT_INTERNAL: a protocol violation (interleaved or inconsistent
+ *   fragments, an empty non-final fragment); close the connection.
+ * Memory grows with the bytes actually received, never with a claim. */
+duct_code duct__reasm_feed(duct__reasm *r, const duct__frame *f,
+                           const uint8_t *payload, duct__msg *out,
+                           const char **why);
+
+/* 32-bit FNV-1a of a full method name "/pkg.Service/Method". */
+uint32_t duct__method_id(const char *full_name);
+
+#endif /* DUCT_RUNTIME_FRAME_H */

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every test duct has: native, asan (ASan+UBSan), windows (mingw-w64
+# build, tests under Wine) and the bounded fuzz runs. Installs missing
+# dependencies first (scripts/deps.sh). Stops at the first failing preset.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+
+presets=(default asan windows fuzz)
+[ $# -gt 0 ] && presets=("$@")
+for p in "${presets[@]}"; do
+  echo "=== preset $p: configure, build, test"
+  cmake --preset "$p" >/dev/null
+  cmake --build --preset "$p" -- --no-print-directory
+  ctest --preset "$p"
+done
+echo "=== all presets passed: ${presets[*]}"
