@@ -1,0 +1,121 @@
+/* duct/server.h - serving duct services.
+ *
+ *   duct_server *s;
+ *   duct_server_new(NULL, &s);
+ *   demo_calculator_register(s, &my_handlers, my_state);   (generated)
+ *   duct_server_listen(s, "calc");
+ *   duct_server_start(s);            worker threads serve from here on
+ *   ...
+ *   duct_server_stop(s, 2000);       drain in-flight calls up to 2 s
+ *   duct_server_free(s);
+ *
+ * Handlers run on the server's worker threads, several at once, each
+ * connection's calls one after another. A handler gets a duct_ctx, the
+ * request (borrowed for the call) and an empty reply to fill; memory for
+ * the reply's fields comes from duct_ctx_alloc and is freed with the call. */
+#ifndef DUCT_SERVER_H
+#define DUCT_SERVER_H
+
+#include <stdarg.h>
+
+#include "duct/service.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct duct_server duct_server;
+
+/* Decides whether `peer` may call `method`, before the request is even
+ * unpacked. Return DUCT_OK to allow; any other code (typically
+ * DUCT_PERMISSION_DENIED) is the call's result and the handler does not run.
+ * Called on worker threads, concurrently. */
+typedef duct_code (*duct_authorize_cb)(void *user, const duct_peer *peer,
+                                       const duct_method *method);
+
+/* Server options. A zeroed struct (or NULL) means every default. */
+typedef struct duct_server_opts {
+  int workers;               /* worker threads; 0: number of cores */
+  uint32_t max_connections;  /* 0: 1024; more are accepted and closed at once */
+  uint32_t max_message_size; /* largest request; 0: 4 MiB */
+  /* A peer that sends part of a message (or a reply it does not read) and
+   * stalls this long is disconnected. 0: 10000. */
+  uint32_t idle_timeout_ms;
+  duct_authorize_cb authorize; /* NULL: every local peer allowed */
+  void *authorize_user;
+  duct_log_cb log;             /* NULL: errors and warnings to stderr */
+  void *log_user;
+  /* POSIX: the socket's directory is 0700; 1 makes it 0750 so the group
+   * may connect. */
+  int allow_group;
+  /* Windows: an SDDL string replacing the default DACL (owner and
+   * LocalSystem), e.g. "D:(A;;GA;;;SY)(A;;GA;;;OW)(A;;GRGW;;;IU)". */
+  const char *sddl;
+  /* Windows: a NULL DACL (anyone may connect). Only when asked by name. */
+  int null_dacl_i_understand_anyone_can_connect;
+  /* Windows: accept clients from other machines (off: PIPE_REJECT_REMOTE_CLIENTS). */
+  int allow_remote_clients;
+} duct_server_opts;
+
+/* Creates a server. DUCT_INVALID_ARGUMENT for bad options,
+ * DUCT_RESOURCE_EXHAUSTED without memory. *out is owned by the caller and
+ * freed with duct_server_free. */
+duct_code duct_server_new(const duct_server_opts *o, duct_server **out);
+
+/* Registers a service (usually through the generated register function).
+ * `handlers` is the service's generated handler table and, like `svc`,
+ * must outlive the server; `user` is returned by duct_ctx_user. Fails with
+ * DUCT_ALREADY_EXISTS if a method id is already registered (two services
+ * with one name, or an id collision: the message names both methods),
+ * DUCT_FAILED_PRECONDITION after duct_server_start. */
+duct_code duct_server_add(duct_server *s, const duct_service *svc,
+                          const void *handlers, void *user);
+
+/* Binds `address` (a name or a full pipe name / socket path). Fails with
+ * DUCT_ALREADY_EXISTS when a live server already holds it, and with
+ * DUCT_PERMISSION_DENIED or DUCT_UNAVAILABLE when the system refuses. A
+ * stale POSIX socket file left by a dead server is replaced. */
+duct_code duct_server_listen(duct_server *s, const char *address);
+
+/* Starts the worker threads; calls are served from now on. */
+duct_code duct_server_start(duct_server *s);
+
+/* Graceful stop: stops accepting, tells idle clients to go away, lets
+ * calls in progress finish for up to drain_ms, then closes every
+ * connection and joins the workers. Safe to call once from any thread
+ * that is not a worker (not from a handler). */
+duct_code duct_server_stop(duct_server *s, int drain_ms);
+
+/* Stops (with no drain) if still running, and frees. NULL is allowed. */
+void duct_server_free(duct_server *s);
+
+/* ---- In a handler ---- */
+
+/* The `user` pointer given to duct_server_add for this service. */
+void *duct_ctx_user(const duct_ctx *ctx);
+/* The calling process, as the system reports it. */
+const duct_peer *duct_ctx_peer(const duct_ctx *ctx);
+/* The method being called. */
+const duct_method *duct_ctx_method(const duct_ctx *ctx);
+/* Milliseconds left before the caller's deadline (0 once passed), or -1
+ * if the caller set none. */
+int64_t duct_ctx_remaining_ms(const duct_ctx *ctx);
+/* Memory that lives until the reply is sent: use it for the reply's
+ * strings, bytes and repeated fields. NULL when out of memory. */
+void *duct_ctx_alloc(duct_ctx *ctx, size_t size);
+/* A copy of s in call memory (as duct_ctx_alloc). */
+char *duct_ctx_strdup(duct_ctx *ctx, const char *s);
+/* The call's allocator (the same memory), for protobuf-c APIs. */
+ProtobufCAllocator *duct_ctx_allocator(duct_ctx *ctx);
+/* Sets the message sent with a failing code and returns `code`, so a
+ * handler can `return duct_ctx_fail(ctx, DUCT_NOT_FOUND, "no key %s", k);` */
+duct_code duct_ctx_fail(duct_ctx *ctx, duct_code code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DUCT_SERVER_H */

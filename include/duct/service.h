@@ -1,0 +1,76 @@
+/* duct/service.h - what generated code and the runtime share: method and
+ * service descriptors, the peer's identity, and the log callback.
+ *
+ * Users rarely touch these directly: protoc-gen-duct emits one const
+ * duct_service per .proto service, and the typed stubs pass its methods
+ * to duct_call_unary() and duct_server_add(). */
+#ifndef DUCT_SERVICE_H
+#define DUCT_SERVICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "duct/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The per-call context a handler receives; see duct/server.h. */
+typedef struct duct_ctx duct_ctx;
+
+/* Calls the typed handler for one method. Generated: it casts `handlers`
+ * to the service's handler table and calls the method's entry (or returns
+ * DUCT_UNIMPLEMENTED when that entry is NULL). `req` is the unpacked
+ * request; `reply` an initialized, empty reply of the method's output type
+ * that the handler fills. */
+typedef duct_code (*duct_invoke_fn)(const void *handlers, duct_ctx *ctx,
+                                    const ProtobufCMessage *req,
+                                    ProtobufCMessage *reply);
+
+/* One RPC method. All fields are static data emitted by protoc-gen-duct. */
+typedef struct duct_method {
+  const char *name; /* full name, "/pkg.Service/Method" */
+  uint32_t id;      /* FNV-1a 32 of name (docs/PROTOCOL.md), never 0 */
+  const ProtobufCMessageDescriptor *input;
+  const ProtobufCMessageDescriptor *output;
+  duct_invoke_fn invoke;
+} duct_method;
+
+/* One service: its full name ("pkg.Service") and its methods. */
+typedef struct duct_service {
+  const char *name;
+  size_t n_methods;
+  const duct_method *methods;
+} duct_service;
+
+/* Who is on the other end of a connection, as the operating system
+ * reports it (SO_PEERCRED on POSIX; GetNamedPipeClientProcessId and the
+ * client's token on Windows). Borrowed: valid for the call it is given to. */
+typedef struct duct_peer {
+  uint32_t pid;     /* process id; 0 if unknown */
+  uint32_t uid;     /* POSIX user id (has_uid) */
+  uint32_t gid;     /* POSIX group id (has_uid) */
+  int has_uid;      /* 1 on POSIX */
+  const char *user; /* Windows: the user's SID string ("S-1-5-21-..."),
+                       POSIX: the uid in decimal; never NULL */
+} duct_peer;
+
+typedef enum duct_log_level {
+  DUCT_LOG_ERROR = 0,
+  DUCT_LOG_WARN = 1,
+  DUCT_LOG_INFO = 2,
+  DUCT_LOG_DEBUG = 3,
+} duct_log_level;
+
+/* Receives duct's log lines (one line, no newline; borrowed for the call).
+ * May be called from any of duct's threads, concurrently. duct never
+ * prints on its own: without a callback, errors and warnings go to stderr. */
+typedef void (*duct_log_cb)(void *user, duct_log_level level, const char *line);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DUCT_SERVICE_H */

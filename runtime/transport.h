@@ -1,0 +1,135 @@
+/* runtime/transport.h - the internal transport interface.
+ *
+ * Everything above this line (server/, client/, runtime/*.c) is the same
+ * on every system; everything below it lives in runtime/posix/ (AF_UNIX
+ * SOCK_SEQPACKET + epoll) or runtime/win/ (message-mode overlapped named
+ * pipes + IOCP + TransactNamedPipe). CMake builds exactly one of them.
+ *
+ * The unit is one whole transport message, which on the wire is one duct
+ * frame (docs/PROTOCOL.md). A transport never splits, joins or truncates
+ * messages: a message larger than the receiver's max_frame is an error
+ * (MSG_TRUNC on POSIX, ERROR_MORE_DATA past the limit on Windows), never
+ * silently cut.
+ *
+ * Server side: the transport owns the listening endpoint, accepting, the
+ * worker threads and the event loop (epoll / IOCP). It delivers each
+ * incoming message to the core through duct__srv_cb on a worker thread,
+ * one message at a time per connection: the next read on a connection is
+ * only armed after message() returns (EPOLLONESHOT / one pending
+ * ReadFile), so a connection is served by one worker at a time and the
+ * core needs no per-connection lock for its receive state.
+ *
+ * Client side: a duct__link is one connection, used by one thread at a
+ * time (the client core's pool hands links out). */
+#ifndef DUCT_RUNTIME_TRANSPORT_H
+#define DUCT_RUNTIME_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "duct/service.h"
+#include "duct/status.h"
+
+/* A piece of an outgoing message; a message is at most 2 pieces (frame
+ * header, payload slice), sent as one transport message. */
+typedef struct duct__iov {
+  const void *base;
+  size_t len;
+} duct__iov;
+
+/* Diagnostics: functions that fail fill a caller's buffer with one line
+ * that names the address and the system's reason, e.g.
+ * "bind /run/user/1000/duct/kv: Address already in use (a live server
+ * holds it)". */
+typedef struct duct__err {
+  char text[256];
+} duct__err;
+
+/* ---- Server side ---- */
+
+typedef struct duct__listener duct__listener;
+typedef struct duct__conn duct__conn;
+
+typedef struct duct__srv_cb {
+  /* A connection was accepted. Return the core's state for it, or NULL to
+   * refuse it (the transport closes it; closed() is not called). `peer`
+   * is borrowed for the connection's lifetime. */
+  void *(*open)(void *core, duct__conn *c, const duct_peer *peer);
+  /* One whole message arrived. `msg` is borrowed for the call. Return 0 to
+   * keep reading, -1 to close the connection. Never called concurrently
+   * for one connection. */
+  int (*message)(void *conn_state, const uint8_t *msg, size_t len);
+  /* The connection ended (peer closed, error, duct__conn_close, or the
+   * listener stopping). The last callback for it: conn_state may be freed
+   * and the duct__conn must not be used afterwards. `why` is DUCT_OK for
+   * an orderly close by the peer, else the reason; detail may be NULL. */
+  void (*closed)(void *conn_state, duct_code why, const char *detail);
+  /* Called about every 100 ms on one transport thread, for timeouts. */
+  void (*tick)(void *core);
+} duct__srv_cb;
+
+typedef struct duct__listen_opts {
+  int workers;              /* threads calling the callbacks; >= 1 */
+  uint32_t max_frame;       /* largest message accepted (header included) */
+  uint32_t max_connections; /* beyond this, accept and close at once */
+  /* How long duct__conn_send may wait for a peer that does not read. */
+  uint32_t send_timeout_ms;
+  int allow_group;          /* POSIX: socket dir 0750 instead of 0700 */
+  const char *sddl;         /* Windows: DACL override */
+  int null_dacl;            /* Windows: explicit NULL DACL */
+  int allow_remote;         /* Windows: no PIPE_REJECT_REMOTE_CLIENTS */
+} duct__listen_opts;
+
+/* Binds address and starts listening (no threads yet). Errors:
+ * DUCT_ALREADY_EXISTS (a live server holds the address, or another process
+ * owns the pipe name), DUCT_PERMISSION_DENIED, DUCT_INVALID_ARGUMENT (bad
+ * address), DUCT_UNAVAILABLE (other system errors). */
+duct_code duct__listen(const char *address, const duct__listen_opts *o,
+                       const duct__srv_cb *cb, void *core,
+                       duct__listener **out, duct__err *err);
+/* Starts the worker threads; callbacks begin. */
+duct_code duct__listener_start(duct__listener *l);
+/* Stops accepting new connections; existing ones keep being served. */
+void duct__listener_stop_accepting(duct__listener *l);
+/* Closes every connection (closed() for each), joins the threads, frees. */
+void duct__listener_free(duct__listener *l);
+
+/* Sends one message on c. Safe from any thread, including inside
+ * message(); concurrent sends on one connection are serialized. Waits at
+ * most send_timeout_ms for a peer that does not read, then fails with
+ * DUCT_DEADLINE_EXCEEDED. DUCT_UNAVAILABLE if the connection is gone. */
+duct_code duct__conn_send(duct__conn *c, const duct__iov *iov, int n);
+/* Asks for c to be closed; safe from any thread at any time before its
+ * closed() callback has run. A message() in progress finishes first. */
+void duct__conn_close(duct__conn *c);
+
+/* ---- Client side ---- */
+
+typedef struct duct__link duct__link;
+
+/* Connects to address, retrying while the server is absent or busy until
+ * the monotonic time deadline_ms (duct__now_ms scale; -1 = forever).
+ * DUCT_UNAVAILABLE when nobody listened in time, DUCT_PERMISSION_DENIED,
+ * DUCT_INVALID_ARGUMENT for a bad address. */
+duct_code duct__link_open(const char *address, int64_t deadline_ms,
+                          duct__link **out, duct__err *err);
+/* Sends one message. */
+duct_code duct__link_send(duct__link *l, const duct__iov *iov, int n,
+                          int64_t deadline_ms);
+/* Receives one message into buf (cap bytes). DUCT_RESOURCE_EXHAUSTED if
+ * the message is larger than cap (the link is then unusable). */
+duct_code duct__link_recv(duct__link *l, uint8_t *buf, size_t cap,
+                          size_t *len, int64_t deadline_ms);
+/* Sends one message and receives the next one: a single
+ * TransactNamedPipe on Windows, sendmsg + recvmsg on POSIX. */
+duct_code duct__link_transact(duct__link *l, const duct__iov *iov, int n,
+                              uint8_t *buf, size_t cap, size_t *len,
+                              int64_t deadline_ms);
+/* Both link calls above return DUCT_DEADLINE_EXCEEDED when the deadline
+ * passes (the operation is cancelled; the link is then unusable and must
+ * be closed), DUCT_UNAVAILABLE when the peer is gone. */
+void duct__link_close(duct__link *l);
+/* The server process's id as the system reports it (0 if unknown). */
+uint32_t duct__link_peer_pid(const duct__link *l);
+
+#endif /* DUCT_RUNTIME_TRANSPORT_H */
