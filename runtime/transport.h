@@ -1,6 +1,6 @@
 /* runtime/transport.h - the internal transport interface.
  *
- * Everything above this line (server/, client/, runtime/*.c) is the same
+ * Everything above this line (server/, client/ and the shared runtime files) is the same
  * on every system; everything below it lives in runtime/posix/ (AF_UNIX
  * SOCK_SEQPACKET + epoll) or runtime/win/ (message-mode overlapped named
  * pipes + IOCP + TransactNamedPipe). CMake builds exactly one of them.

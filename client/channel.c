@@ -1,0 +1,391 @@
+/* duct_channel: the platform-neutral half of the client. A channel is a
+ * pool of connections ("links") to one address; a call borrows one link,
+ * sends its request frames, reads its response frames and gives the link
+ * back. A link that saw anything unexpected (deadline, broken pipe,
+ * protocol error) is closed instead, so no stale byte can ever be read as
+ * the answer to a later call. */
+#include "duct/client.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/frame.h"
+#include "runtime/log.h"
+#include "runtime/sys.h"
+#include "runtime/transport.h"
+#include "runtime/wire.h"
+
+#define DEFAULT_CONNECT_TIMEOUT_MS 5000u
+#define DEFAULT_MAX_CONNECTIONS 64u
+
+typedef struct clink {
+  duct__link *l;
+  struct clink *next; /* in the idle list */
+  uint32_t peer_max_frame;
+  uint32_t peer_max_message;
+  uint32_t next_call;
+  duct__reasm rx;
+  uint8_t *rxbuf; /* one transport message */
+  uint8_t *txbuf; /* packed request with header room, grown as needed */
+  size_t txcap;
+} clink;
+
+struct duct_channel {
+  char *address;
+  duct_channel_opts o;
+  duct__logger log;
+  duct__mutex mu;
+  duct__cond cv;  /* a link came back or a slot opened */
+  clink *idle;    /* links ready for a call */
+  uint32_t open;  /* links in existence, idle or busy */
+};
+
+/* Fills the caller's status (if any) and returns code. */
+static duct_code finish(const duct_call_opts *o, duct_code code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+static duct_code finish(const duct_call_opts *o, duct_code code, const char *fmt, ...) {
+  if (o && o->status) {
+    o->status->code = code;
+    o->status->message[0] = '\0';
+    if (fmt) {
+      va_list ap;
+      va_start(ap, fmt);
+      vsnprintf(o->status->message, sizeof o->status->message, fmt, ap);
+      va_end(ap);
+    } else if (code != DUCT_OK) {
+      snprintf(o->status->message, sizeof o->status->message, "%s", duct_code_message(code));
+    }
+  }
+  return code;
+}
+
+static void link_free(clink *k) {
+  if (!k)
+    return;
+  duct__link_close(k->l);
+  duct__reasm_free(&k->rx);
+  free(k->rxbuf);
+  free(k->txbuf);
+  free(k);
+}
+
+/* Copies a text payload (error RESPONSE, GOAWAY) into buf as a string. */
+static void payload_text(char *buf, size_t cap, const uint8_t *p, size_t n) {
+  if (n >= cap)
+    n = cap - 1;
+  memcpy(buf, p, n);
+  buf[n] = '\0';
+}
+
+/* Connects and exchanges HELLOs. On failure msg says why. */
+static duct_code link_new(duct_channel *ch, int64_t deadline, clink **out, char *msg,
+                          size_t msgcap) {
+  clink *k = calloc(1, sizeof *k);
+  if (!k || !(k->rxbuf = malloc(DUCT__DEFAULT_MAX_FRAME))) {
+    free(k);
+    snprintf(msg, msgcap, "out of memory");
+    return DUCT_RESOURCE_EXHAUSTED;
+  }
+  duct__reasm_init(&k->rx, ch->o.max_message_size);
+  k->next_call = 1;
+  duct__err err = {{0}};
+  duct_code rc = duct__link_open(ch->address, deadline, &k->l, &err);
+  if (rc != DUCT_OK) {
+    snprintf(msg, msgcap, "%s", err.text[0] ? err.text : duct_code_message(rc));
+    k->l = NULL;
+    link_free(k);
+    return rc;
+  }
+  uint8_t hello[DUCT__HELLO_MSG_SIZE];
+  duct__wire_hello(hello, DUCT__DEFAULT_MAX_FRAME, ch->o.max_message_size);
+  duct__iov iov = {hello, sizeof hello};
+  size_t len = 0;
+  rc = duct__link_transact(k->l, &iov, 1, k->rxbuf, DUCT__DEFAULT_MAX_FRAME, &len, deadline);
+  duct__frame f;
+  duct__hello h;
+  const char *why = NULL;
+  if (rc != DUCT_OK) {
+    snprintf(msg, msgcap, "HELLO exchange with %s failed: %s", ch->address,
+             duct_code_message(rc));
+  } else if ((rc = duct__frame_decode(k->rxbuf, len, &f, &why)) != DUCT_OK) {
+    snprintf(msg, msgcap, "server at %s sent a bad frame: %s", ch->address, why);
+  } else if (f.type == DUCT__GOAWAY) {
+    char text[DUCT__MAX_ERROR_TEXT + 1];
+    payload_text(text, sizeof text, k->rxbuf + DUCT__HEADER_SIZE, f.payload_len);
+    rc = f.status ? (duct_code)f.status : DUCT_UNAVAILABLE;
+    snprintf(msg, msgcap, "server refused the connection: %s", text);
+  } else if (f.type != DUCT__HELLO) {
+    rc = DUCT_INTERNAL;
+    snprintf(msg, msgcap, "server at %s did not answer HELLO", ch->address);
+  } else if ((rc = duct__hello_decode(k->rxbuf + DUCT__HEADER_SIZE, f.payload_len, &h,
+                                      &why)) != DUCT_OK) {
+    snprintf(msg, msgcap, "server at %s sent a bad HELLO: %s", ch->address, why);
+  } else if (h.min_version > DUCT__VERSION || h.max_version < DUCT__VERSION) {
+    rc = DUCT_FAILED_PRECONDITION;
+    snprintf(msg, msgcap, "server speaks protocol versions %u..%u, this client %u",
+             h.min_version, h.max_version, DUCT__VERSION);
+  } else {
+    k->peer_max_frame = h.max_frame < DUCT__DEFAULT_MAX_FRAME ? h.max_frame
+                                                              : DUCT__DEFAULT_MAX_FRAME;
+    k->peer_max_message = h.max_message;
+    *out = k;
+    return DUCT_OK;
+  }
+  link_free(k);
+  return rc;
+}
+
+duct_code duct_channel_open(const char *address, const duct_channel_opts *o,
+                            duct_channel **out) {
+  if (!out)
+    return DUCT_INVALID_ARGUMENT;
+  *out = NULL;
+  if (!address || !*address)
+    return DUCT_INVALID_ARGUMENT;
+  duct_channel *ch = calloc(1, sizeof *ch);
+  if (!ch || !(ch->address = malloc(strlen(address) + 1))) {
+    free(ch);
+    return DUCT_RESOURCE_EXHAUSTED;
+  }
+  strcpy(ch->address, address);
+  if (o)
+    ch->o = *o;
+  if (!ch->o.connect_timeout_ms)
+    ch->o.connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
+  if (!ch->o.max_connections)
+    ch->o.max_connections = DEFAULT_MAX_CONNECTIONS;
+  if (!ch->o.max_message_size)
+    ch->o.max_message_size = DUCT__DEFAULT_MAX_MESSAGE;
+  ch->log.cb = ch->o.log;
+  ch->log.user = ch->o.log_user;
+  duct__mutex_init(&ch->mu);
+  duct__cond_init(&ch->cv);
+
+  /* One connection now, so a missing server is reported by open. */
+  char msg[256];
+  clink *k;
+  duct_code rc = link_new(ch, duct__now_ms() + ch->o.connect_timeout_ms, &k, msg, sizeof msg);
+  if (rc != DUCT_OK) {
+    duct__log(&ch->log, DUCT_LOG_ERROR, "%s", msg);
+    duct_channel_close(ch);
+    return rc;
+  }
+  ch->idle = k;
+  ch->open = 1;
+  *out = ch;
+  return DUCT_OK;
+}
+
+void duct_channel_close(duct_channel *ch) {
+  if (!ch)
+    return;
+  while (ch->idle) {
+    clink *k = ch->idle;
+    ch->idle = k->next;
+    link_free(k);
+  }
+  duct__cond_destroy(&ch->cv);
+  duct__mutex_destroy(&ch->mu);
+  free(ch->address);
+  free(ch);
+}
+
+/* Borrows an idle link, or opens one if the pool has room, or waits. */
+static duct_code acquire(duct_channel *ch, int64_t deadline, clink **out, char *msg,
+                         size_t msgcap) {
+  duct__mutex_lock(&ch->mu);
+  for (;;) {
+    if (ch->idle) {
+      *out = ch->idle;
+      ch->idle = (*out)->next;
+      duct__mutex_unlock(&ch->mu);
+      return DUCT_OK;
+    }
+    if (ch->open < ch->o.max_connections)
+      break;
+    if (duct__cond_wait(&ch->cv, &ch->mu, deadline) && deadline >= 0 &&
+        duct__now_ms() >= deadline) {
+      duct__mutex_unlock(&ch->mu);
+      snprintf(msg, msgcap, "all %u connections stayed busy until the deadline",
+               (unsigned)ch->o.max_connections);
+      return DUCT_DEADLINE_EXCEEDED;
+    }
+  }
+  ch->open++;
+  duct__mutex_unlock(&ch->mu);
+  int64_t connect_by = duct__now_ms() + ch->o.connect_timeout_ms;
+  if (deadline >= 0 && deadline < connect_by)
+    connect_by = deadline;
+  duct_code rc = link_new(ch, connect_by, out, msg, msgcap);
+  if (rc != DUCT_OK) {
+    duct__mutex_lock(&ch->mu);
+    ch->open--;
+    duct__cond_signal(&ch->cv);
+    duct__mutex_unlock(&ch->mu);
+  }
+  return rc;
+}
+
+static void release(duct_channel *ch, clink *k, int healthy) {
+  duct__mutex_lock(&ch->mu);
+  if (healthy) {
+    k->next = ch->idle;
+    ch->idle = k;
+  } else {
+    ch->open--;
+  }
+  duct__cond_signal(&ch->cv);
+  duct__mutex_unlock(&ch->mu);
+  if (!healthy)
+    link_free(k);
+}
+
+/* Sends the request frames; the last one is a transact that also reads the
+ * first response message into k->rxbuf. */
+static duct_code send_request(clink *k, const duct__frame *tmpl, uint8_t *payload, size_t len,
+                              size_t *rlen, int64_t deadline) {
+  size_t n = duct__frag_count(len, k->peer_max_frame);
+  for (size_t i = 0; i < n; i++) {
+    uint8_t hdr[DUCT__HEADER_SIZE];
+    duct__iov iov[2];
+    int pieces = duct__wire_frag(tmpl, payload, len, k->peer_max_frame, i, 1, hdr, iov);
+    duct_code rc = i + 1 < n ? duct__link_send(k->l, iov, pieces, deadline)
+                             : duct__link_transact(k->l, iov, pieces, k->rxbuf,
+                                                   DUCT__DEFAULT_MAX_FRAME, rlen, deadline);
+    if (rc != DUCT_OK)
+      return rc;
+  }
+  return DUCT_OK;
+}
+
+static const char *transport_text(duct_code rc) {
+  switch (rc) {
+  case DUCT_DEADLINE_EXCEEDED: return "the deadline expired before the reply arrived";
+  case DUCT_UNAVAILABLE: return "the connection to the server broke";
+  case DUCT_RESOURCE_EXHAUSTED: return "a reply frame was larger than the client accepts";
+  default: return duct_code_message(rc);
+  }
+}
+
+duct_code duct_call_unary(duct_channel *ch, const duct_method *m, const ProtobufCMessage *req,
+                          ProtobufCMessage **reply, const duct_call_opts *o) {
+  if (reply)
+    *reply = NULL;
+  if (!ch || !m || !req || !reply || !m->input || !m->output)
+    return finish(o, DUCT_INVALID_ARGUMENT, "duct_call_unary: missing argument");
+  if (req->descriptor != m->input)
+    return finish(o, DUCT_INVALID_ARGUMENT, "request is a %s, %s takes a %s",
+                  req->descriptor->name, m->name, m->input->name);
+  int64_t start = duct__now_ms();
+  int64_t deadline = o && o->deadline_ms ? start + o->deadline_ms : -1;
+
+  char msg[256];
+  clink *k;
+  duct_code rc = acquire(ch, deadline, &k, msg, sizeof msg);
+  if (rc != DUCT_OK)
+    return finish(o, rc, "%s", msg);
+
+  size_t len = protobuf_c_message_get_packed_size(req);
+  if (len > k->peer_max_message) {
+    release(ch, k, 1);
+    return finish(o, DUCT_RESOURCE_EXHAUSTED,
+                  "request of %zu bytes exceeds the server's maximum message size of %u",
+                  len, (unsigned)k->peer_max_message);
+  }
+  if (DUCT__HEADER_SIZE + len > k->txcap) {
+    /* Grows only: a steady stream of calls of one size allocates nothing. */
+    uint8_t *nb = realloc(k->txbuf, DUCT__HEADER_SIZE + len);
+    if (!nb) {
+      release(ch, k, 1);
+      return finish(o, DUCT_RESOURCE_EXHAUSTED, "out of memory packing the request");
+    }
+    k->txbuf = nb;
+    k->txcap = DUCT__HEADER_SIZE + len;
+  }
+  protobuf_c_message_pack(req, k->txbuf + DUCT__HEADER_SIZE);
+
+  uint32_t call_id = k->next_call++;
+  if (k->next_call == 0)
+    k->next_call = 1;
+  uint32_t remaining = 0;
+  if (deadline >= 0) {
+    int64_t left = deadline - duct__now_ms();
+    if (left <= 0) {
+      release(ch, k, 1);
+      return finish(o, DUCT_DEADLINE_EXCEEDED, "the deadline expired before the call was sent");
+    }
+    remaining = (uint32_t)left;
+  }
+  duct__frame tmpl = {DUCT__VERSION, DUCT__REQUEST, 0, call_id, m->id, 0, remaining, 0};
+  size_t rlen = 0;
+  rc = send_request(k, &tmpl, k->txbuf + DUCT__HEADER_SIZE, len, &rlen, deadline);
+  if (rc != DUCT_OK) {
+    release(ch, k, 0);
+    return finish(o, rc, "%s: %s", m->name, transport_text(rc));
+  }
+
+  /* Read response frames until the message for this call is complete. */
+  for (;;) {
+    duct__frame f;
+    const char *why;
+    rc = duct__frame_decode(k->rxbuf, rlen, &f, &why);
+    if (rc != DUCT_OK) {
+      release(ch, k, 0);
+      duct__log(&ch->log, DUCT_LOG_WARN, "%s: server sent a malformed frame: %s", ch->address, why);
+      return finish(o, rc, "server sent a malformed frame: %s", why);
+    }
+    const uint8_t *payload = k->rxbuf + DUCT__HEADER_SIZE;
+    if (f.type == DUCT__GOAWAY) {
+      char text[DUCT__MAX_ERROR_TEXT + 1];
+      payload_text(text, sizeof text, payload, f.payload_len);
+      release(ch, k, 0);
+      return finish(o, f.status ? (duct_code)f.status : DUCT_UNAVAILABLE, "%s", text);
+    }
+    if (f.type != DUCT__RESPONSE) {
+      release(ch, k, 0);
+      return finish(o, DUCT_INTERNAL, "server sent an unexpected frame type %u", f.type);
+    }
+    if (f.call_id != call_id) {
+      /* An answer to an earlier call this link gave up on can never be
+       * this call's reply; drop it and keep reading. */
+      duct__log(&ch->log, DUCT_LOG_DEBUG, "dropping a late response to call %u",
+                (unsigned)f.call_id);
+    } else if (f.status != DUCT_OK) {
+      char text[DUCT__MAX_ERROR_TEXT + 1];
+      payload_text(text, sizeof text, payload, f.payload_len);
+      release(ch, k, !k->rx.active);
+      return finish(o, (duct_code)f.status, "%s", text[0] ? text : duct_code_message((int)f.status));
+    } else {
+      duct__msg done;
+      rc = duct__reasm_feed(&k->rx, &f, payload, &done, &why);
+      if (rc == DUCT_INTERNAL) {
+        release(ch, k, 0);
+        return finish(o, rc, "server sent a malformed reply: %s", why);
+      }
+      if (done.done) {
+        if (rc != DUCT_OK) {
+          release(ch, k, 1);
+          return finish(o, rc, "reply exceeds this client's maximum message size of %u",
+                        (unsigned)ch->o.max_message_size);
+        }
+        ProtobufCMessage *r = protobuf_c_message_unpack(
+            m->output, o ? o->allocator : NULL, done.len, done.data);
+        release(ch, k, 1);
+        if (!r)
+          return finish(o, DUCT_INTERNAL, "reply does not parse as %s", m->output->name);
+        *reply = r;
+        return finish(o, DUCT_OK, NULL);
+      }
+    }
+    rc = duct__link_recv(k->l, k->rxbuf, DUCT__DEFAULT_MAX_FRAME, &rlen, deadline);
+    if (rc != DUCT_OK) {
+      release(ch, k, 0);
+      return finish(o, rc, "%s: %s", m->name, transport_text(rc));
+    }
+  }
+}

@@ -1,0 +1,82 @@
+/* Bump allocator in blocks. protobuf-c calls free() on the allocator for
+ * each field when it gives up half way through an unpack; that is a no-op
+ * here, since the reset reclaims everything at once. */
+#include "arena.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+
+#define ALIGN 16u
+
+struct duct__arena_block {
+  duct__arena_block *next;
+  size_t size; /* usable bytes after the header */
+  size_t used;
+  /* Data follows, aligned by the header's padding below. */
+};
+
+/* Header size rounded up so the data starts 16-byte aligned. */
+#define HDR ((sizeof(duct__arena_block) + ALIGN - 1) & ~(size_t)(ALIGN - 1))
+
+static void *pc_alloc(void *data, size_t n) { return duct__arena_alloc(data, n); }
+static void pc_free(void *data, void *p) { (void)data; (void)p; }
+
+void duct__arena_init(duct__arena *a, size_t keep) {
+  a->pc.alloc = pc_alloc;
+  a->pc.free = pc_free;
+  a->pc.allocator_data = a;
+  a->head = NULL;
+  a->keep = keep < 1024 ? 1024 : keep;
+}
+
+void *duct__arena_alloc(duct__arena *a, size_t n) {
+  size_t need = (n + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+  if (need < n)
+    return NULL; /* overflow */
+  duct__arena_block *b = a->head;
+  if (!b || b->size - b->used < need) {
+    /* Blocks double from the kept size, so a large message costs a few
+     * allocations, not one per field. */
+    size_t size = a->head ? a->head->size * 2 : a->keep;
+    if (size < need)
+      size = need;
+    if (size > SIZE_MAX - HDR)
+      return NULL;
+    b = malloc(HDR + size);
+    if (!b)
+      return NULL;
+    b->size = size;
+    b->used = 0;
+    b->next = a->head;
+    a->head = b;
+  }
+  void *p = (char *)b + HDR + b->used;
+  b->used += need;
+  return p;
+}
+
+void duct__arena_reset(duct__arena *a) {
+  /* The oldest block is the kept one (it was allocated first). */
+  while (a->head && a->head->next) {
+    duct__arena_block *next = a->head->next;
+    free(a->head);
+    a->head = next;
+  }
+  if (a->head) {
+    if (a->head->size != a->keep) {
+      /* The first block was sized for one big call: do not keep it. */
+      free(a->head);
+      a->head = NULL;
+    } else {
+      a->head->used = 0;
+    }
+  }
+}
+
+void duct__arena_free(duct__arena *a) {
+  while (a->head) {
+    duct__arena_block *next = a->head->next;
+    free(a->head);
+    a->head = next;
+  }
+}

@@ -1,0 +1,50 @@
+#include "wire.h"
+
+#include <string.h>
+
+void duct__wire_hello(uint8_t out[DUCT__HELLO_MSG_SIZE], uint32_t max_frame,
+                      uint32_t max_message) {
+  duct__frame f = {DUCT__VERSION, DUCT__HELLO, 0, 0, 0, 0, 0, DUCT__HELLO_SIZE};
+  duct__hello h = {DUCT__VERSION, DUCT__VERSION, max_frame, max_message};
+  duct__frame_encode(&f, out);
+  duct__hello_encode(&h, out + DUCT__HEADER_SIZE);
+}
+
+size_t duct__wire_text(uint8_t out[DUCT__TEXT_MSG_MAX], uint8_t type,
+                       uint32_t call_id, uint32_t method_id, duct_code status,
+                       const char *text) {
+  size_t n = text ? strlen(text) : 0;
+  if (n > DUCT__MAX_ERROR_TEXT) {
+    n = DUCT__MAX_ERROR_TEXT;
+    /* Do not cut a multi-byte UTF-8 character in half: back up over
+     * continuation bytes (10xxxxxx) to the start of the cut character. */
+    while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80)
+      n--;
+  }
+  duct__frame f = {DUCT__VERSION, type, 0, call_id, method_id, (uint32_t)status, 0,
+                   (uint32_t)n};
+  duct__frame_encode(&f, out);
+  if (n)
+    memcpy(out + DUCT__HEADER_SIZE, text, n);
+  return DUCT__HEADER_SIZE + n;
+}
+
+int duct__wire_frag(const duct__frame *tmpl, uint8_t *payload, size_t len,
+                    uint32_t max_frame, size_t i, int headroom,
+                    uint8_t hdr[DUCT__HEADER_SIZE], duct__iov iov[2]) {
+  duct__frame f;
+  size_t off;
+  duct__frag_at(tmpl, len, max_frame, i, &f, &off);
+  if (headroom && off == 0 && !(f.flags & DUCT__FLAG_MORE)) {
+    duct__frame_encode(&f, payload - DUCT__HEADER_SIZE);
+    iov[0].base = payload - DUCT__HEADER_SIZE;
+    iov[0].len = DUCT__HEADER_SIZE + len;
+    return 1;
+  }
+  duct__frame_encode(&f, hdr);
+  iov[0].base = hdr;
+  iov[0].len = DUCT__HEADER_SIZE;
+  iov[1].base = payload + off;
+  iov[1].len = f.payload_len;
+  return f.payload_len ? 2 : 1;
+}

@@ -1,0 +1,579 @@
+/* duct_server: the platform-neutral half of the server. The transport
+ * (runtime/posix or runtime/win) accepts connections, runs the worker
+ * threads and hands over whole messages; this file speaks the protocol on
+ * them: HELLO, reassembly, dispatch by method id, deadlines, authorization,
+ * replies, limits and the graceful stop. */
+#include "duct/server.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/arena.h"
+#include "runtime/frame.h"
+#include "runtime/log.h"
+#include "runtime/sys.h"
+#include "runtime/transport.h"
+#include "runtime/wire.h"
+
+#define DEFAULT_MAX_CONNECTIONS 1024u
+#define DEFAULT_IDLE_TIMEOUT_MS 10000u
+/* The arena block kept per connection: most calls fit in it, so they
+ * allocate nothing. */
+#define ARENA_KEEP (16u * 1024u)
+
+typedef struct entry {
+  const duct_method *m;
+  const void *handlers;
+  void *user;
+} entry;
+
+typedef struct sconn sconn;
+
+struct duct_server {
+  duct_server_opts o;
+  duct__logger log;
+  entry *methods; /* sorted by id once started, for bsearch */
+  size_t n_methods;
+  duct__listener *l;
+  duct__mutex mu; /* guards everything below */
+  duct__cond cv;  /* signalled when a call or a connection ends */
+  sconn *conns;   /* every open connection, for tick and stop */
+  int started, stopping, stopped;
+  int inflight; /* handlers running */
+};
+
+struct sconn {
+  duct_server *s;
+  duct__conn *c;
+  duct_peer peer;
+  sconn *prev, *next;
+  duct__reasm rx;
+  duct__arena arena;
+  uint32_t peer_max_frame;
+  uint32_t peer_max_message;
+  int hello_done;
+  /* Guarded by s->mu: when the current partial message (or the wait for
+   * HELLO) began, 0 when none is pending; and whether a call is running. */
+  int64_t partial_since;
+  int in_call;
+};
+
+struct duct_ctx {
+  sconn *sc;
+  const entry *e;
+  int64_t deadline; /* absolute, duct__now_ms scale; -1 none */
+  char *message;    /* set by duct_ctx_fail, in the arena */
+};
+
+/* ---- in a handler ---- */
+
+void *duct_ctx_user(const duct_ctx *ctx) { return ctx->e->user; }
+const duct_peer *duct_ctx_peer(const duct_ctx *ctx) { return &ctx->sc->peer; }
+const duct_method *duct_ctx_method(const duct_ctx *ctx) { return ctx->e->m; }
+ProtobufCAllocator *duct_ctx_allocator(duct_ctx *ctx) { return &ctx->sc->arena.pc; }
+void *duct_ctx_alloc(duct_ctx *ctx, size_t size) {
+  return duct__arena_alloc(&ctx->sc->arena, size);
+}
+
+int64_t duct_ctx_remaining_ms(const duct_ctx *ctx) {
+  if (ctx->deadline < 0)
+    return -1;
+  int64_t left = ctx->deadline - duct__now_ms();
+  return left > 0 ? left : 0;
+}
+
+char *duct_ctx_strdup(duct_ctx *ctx, const char *s) {
+  size_t n = strlen(s) + 1;
+  char *d = duct_ctx_alloc(ctx, n);
+  if (d)
+    memcpy(d, s, n);
+  return d;
+}
+
+duct_code duct_ctx_fail(duct_ctx *ctx, duct_code code, const char *fmt, ...) {
+  char buf[DUCT__MAX_ERROR_TEXT + 1];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  ctx->message = duct_ctx_strdup(ctx, buf);
+  return code;
+}
+
+/* ---- sending ---- */
+
+static int send_text(sconn *sc, uint8_t type, uint32_t call, uint32_t method,
+                     duct_code code, const char *text) {
+  uint8_t msg[DUCT__TEXT_MSG_MAX];
+  size_t n = duct__wire_text(msg, type, call, method, code, text);
+  duct__iov iov = {msg, n};
+  return duct__conn_send(sc->c, &iov, 1) == DUCT_OK ? 0 : -1;
+}
+
+/* Ends a connection for a protocol violation: one log line naming the
+ * peer and the rule, a GOAWAY telling the peer the same (best effort). */
+static int violation(sconn *sc, duct_code code, const char *why) {
+  duct__log(&sc->s->log, DUCT_LOG_WARN, "closing connection from pid %u (user %s): %s",
+            (unsigned)sc->peer.pid, sc->peer.user, why);
+  send_text(sc, DUCT__GOAWAY, 0, 0, code, why);
+  return -1;
+}
+
+/* Sends a packed reply as RESPONSE frames. `payload` has header room. */
+static int send_reply(sconn *sc, const duct__frame *req, uint8_t *payload, size_t len) {
+  duct__frame tmpl = {DUCT__VERSION, DUCT__RESPONSE, 0, req->call_id, req->method_id,
+                      DUCT_OK, 0, 0};
+  size_t n = duct__frag_count(len, sc->peer_max_frame);
+  for (size_t i = 0; i < n; i++) {
+    uint8_t hdr[DUCT__HEADER_SIZE];
+    duct__iov iov[2];
+    int k = duct__wire_frag(&tmpl, payload, len, sc->peer_max_frame, i, 1, hdr, iov);
+    if (duct__conn_send(sc->c, iov, k) != DUCT_OK)
+      return -1;
+  }
+  return 0;
+}
+
+/* ---- dispatch ---- */
+
+static int by_id(const void *key, const void *elem) {
+  uint32_t id = *(const uint32_t *)key, other = ((const entry *)elem)->m->id;
+  return id < other ? -1 : id > other;
+}
+
+static const entry *find_method(const duct_server *s, uint32_t id) {
+  return bsearch(&id, s->methods, s->n_methods, sizeof *s->methods, by_id);
+}
+
+/* Runs one complete request and answers it. Returns -1 only when the
+ * connection must close (the reply could not be sent). */
+static int run_call(sconn *sc, const duct__frame *h, const uint8_t *data, size_t len,
+                    int64_t started) {
+  duct_server *s = sc->s;
+  duct_ctx ctx = {sc, NULL, -1, NULL};
+  duct_code code;
+  char why[160];
+  const char *text = NULL;
+
+  if (h->deadline_ms) {
+    ctx.deadline = started + h->deadline_ms;
+    if (duct__now_ms() >= ctx.deadline) {
+      text = "the deadline expired before the call started";
+      code = DUCT_DEADLINE_EXCEEDED;
+      goto fail;
+    }
+  }
+  ctx.e = find_method(s, h->method_id);
+  if (!ctx.e) {
+    snprintf(why, sizeof why, "no method with id 0x%08x on this server",
+             (unsigned)h->method_id);
+    text = why;
+    code = DUCT_UNIMPLEMENTED;
+    goto fail;
+  }
+  const duct_method *m = ctx.e->m;
+  if (s->o.authorize) {
+    code = s->o.authorize(s->o.authorize_user, &sc->peer, m);
+    if (code != DUCT_OK) {
+      snprintf(why, sizeof why, "%s refused for pid %u (user %s)", m->name,
+               (unsigned)sc->peer.pid, sc->peer.user);
+      text = why;
+      goto fail;
+    }
+  }
+  ProtobufCMessage *req = protobuf_c_message_unpack(m->input, &sc->arena.pc, len, data);
+  if (!req) {
+    snprintf(why, sizeof why, "request does not parse as %s", m->input->name);
+    text = why;
+    code = DUCT_INVALID_ARGUMENT;
+    goto fail;
+  }
+  ProtobufCMessage *reply = duct__arena_alloc(&sc->arena, m->output->sizeof_message);
+  if (!reply) {
+    text = "out of memory for the reply";
+    code = DUCT_RESOURCE_EXHAUSTED;
+    goto fail;
+  }
+  protobuf_c_message_init(m->output, reply);
+
+  code = m->invoke(ctx.e->handlers, &ctx, req, reply);
+  if (code != DUCT_OK) {
+    if ((unsigned)code >= DUCT_CODE_COUNT)
+      code = DUCT_UNKNOWN; /* a handler returned something that is no code */
+    text = ctx.message;
+    goto fail;
+  }
+  size_t n = protobuf_c_message_get_packed_size(reply);
+  if (n > sc->peer_max_message) {
+    snprintf(why, sizeof why, "reply of %zu bytes exceeds the client's limit of %u",
+             n, (unsigned)sc->peer_max_message);
+    text = why;
+    code = DUCT_RESOURCE_EXHAUSTED;
+    goto fail;
+  }
+  uint8_t *buf = duct__arena_alloc(&sc->arena, DUCT__HEADER_SIZE + n);
+  if (!buf) {
+    text = "out of memory for the reply";
+    code = DUCT_RESOURCE_EXHAUSTED;
+    goto fail;
+  }
+  protobuf_c_message_pack(reply, buf + DUCT__HEADER_SIZE);
+  return send_reply(sc, h, buf + DUCT__HEADER_SIZE, n);
+
+fail:
+  return send_text(sc, DUCT__RESPONSE, h->call_id, h->method_id, code,
+                   text ? text : duct_code_message(code));
+}
+
+static void set_partial(sconn *sc, int64_t since) {
+  duct__mutex_lock(&sc->s->mu);
+  sc->partial_since = since;
+  duct__mutex_unlock(&sc->s->mu);
+}
+
+static int on_hello(sconn *sc, const duct__frame *f, const uint8_t *payload) {
+  duct__hello h;
+  const char *why;
+  if (duct__hello_decode(payload, f->payload_len, &h, &why) != DUCT_OK)
+    return violation(sc, DUCT_INTERNAL, why);
+  if (h.min_version > DUCT__VERSION || h.max_version < DUCT__VERSION) {
+    char text[128];
+    snprintf(text, sizeof text, "client speaks protocol versions %u..%u; this server speaks %u",
+             h.min_version, h.max_version, DUCT__VERSION);
+    return violation(sc, DUCT_FAILED_PRECONDITION, text);
+  }
+  sc->peer_max_frame = h.max_frame < DUCT__DEFAULT_MAX_FRAME ? h.max_frame
+                                                             : DUCT__DEFAULT_MAX_FRAME;
+  sc->peer_max_message = h.max_message;
+  uint8_t msg[DUCT__HELLO_MSG_SIZE];
+  duct__wire_hello(msg, DUCT__DEFAULT_MAX_FRAME, sc->s->o.max_message_size);
+  duct__iov iov = {msg, sizeof msg};
+  if (duct__conn_send(sc->c, &iov, 1) != DUCT_OK)
+    return -1;
+  sc->hello_done = 1;
+  set_partial(sc, 0);
+  return 0;
+}
+
+/* Called by the transport with one whole message; one at a time per
+ * connection, so the receive state needs no lock. */
+static int on_message(void *state, const uint8_t *msg, size_t len) {
+  sconn *sc = state;
+  duct_server *s = sc->s;
+  duct__frame f;
+  const char *why;
+  duct_code rc = duct__frame_decode(msg, len, &f, &why);
+  if (rc != DUCT_OK) {
+    if (rc == DUCT_FAILED_PRECONDITION) {
+      char text[96];
+      snprintf(text, sizeof text, "protocol version %u is not supported; this server speaks %u",
+               f.version, DUCT__VERSION);
+      return violation(sc, rc, text);
+    }
+    return violation(sc, rc, why);
+  }
+  const uint8_t *payload = msg + DUCT__HEADER_SIZE;
+  if (!sc->hello_done)
+    return f.type == DUCT__HELLO ? on_hello(sc, &f, payload)
+                                 : violation(sc, DUCT_INTERNAL, "first frame is not HELLO");
+
+  switch (f.type) {
+  case DUCT__REQUEST:
+    break;
+  case DUCT__CANCEL:
+    /* Calls run to completion inside this callback, so a CANCEL always
+     * names a call that is already answered (or never started): nothing
+     * to do. */
+    return 0;
+  case DUCT__GOAWAY:
+    duct__log(&s->log, DUCT_LOG_DEBUG, "pid %u said goodbye", (unsigned)sc->peer.pid);
+    return -1;
+  case DUCT__HELLO:
+    return violation(sc, DUCT_INTERNAL, "second HELLO");
+  default:
+    return violation(sc, DUCT_INTERNAL, "a client may not send this frame type");
+  }
+
+  int was_partial = sc->rx.active;
+  int64_t now = duct__now_ms();
+  duct__msg m;
+  rc = duct__reasm_feed(&sc->rx, &f, payload, &m, &why);
+  if (rc == DUCT_INTERNAL)
+    return violation(sc, rc, why);
+  if (!m.done) {
+    if (!was_partial)
+      set_partial(sc, now);
+    return 0;
+  }
+
+  /* The deadline clock starts when the request's first frame arrived. */
+  int64_t started = now;
+  duct__mutex_lock(&s->mu);
+  if (was_partial)
+    started = sc->partial_since;
+  sc->partial_since = 0;
+  int stopping = s->stopping;
+  if (!stopping) {
+    sc->in_call = 1;
+    s->inflight++;
+  }
+  duct__mutex_unlock(&s->mu);
+
+  int r;
+  if (stopping) {
+    r = send_text(sc, DUCT__RESPONSE, m.hdr.call_id, m.hdr.method_id, DUCT_UNAVAILABLE,
+                  "the server is stopping");
+  } else if (rc == DUCT_RESOURCE_EXHAUSTED) {
+    char text[96];
+    snprintf(text, sizeof text, "request exceeds the server's maximum message size of %u bytes",
+             (unsigned)s->o.max_message_size);
+    r = send_text(sc, DUCT__RESPONSE, m.hdr.call_id, m.hdr.method_id, rc, text);
+  } else {
+    r = run_call(sc, &m.hdr, m.data, m.len, started);
+  }
+  duct__arena_reset(&sc->arena);
+
+  duct__mutex_lock(&s->mu);
+  if (!stopping) {
+    sc->in_call = 0;
+    s->inflight--;
+    duct__cond_broadcast(&s->cv);
+  }
+  stopping = s->stopping;
+  duct__mutex_unlock(&s->mu);
+  if (stopping && r == 0) {
+    /* Answered the last call this connection gets: tell the client why
+     * the connection ends so its next call reconnects elsewhere. */
+    send_text(sc, DUCT__GOAWAY, 0, 0, DUCT_UNAVAILABLE, "the server is stopping");
+    return -1;
+  }
+  return r;
+}
+
+static void *on_open(void *core, duct__conn *c, const duct_peer *peer) {
+  duct_server *s = core;
+  sconn *sc = calloc(1, sizeof *sc);
+  if (!sc) {
+    duct__log(&s->log, DUCT_LOG_ERROR, "out of memory accepting pid %u", (unsigned)peer->pid);
+    return NULL;
+  }
+  sc->s = s;
+  sc->c = c;
+  sc->peer = *peer;
+  duct__reasm_init(&sc->rx, s->o.max_message_size);
+  duct__arena_init(&sc->arena, ARENA_KEEP);
+  duct__mutex_lock(&s->mu);
+  if (s->stopping) {
+    duct__mutex_unlock(&s->mu);
+    duct__reasm_free(&sc->rx);
+    free(sc);
+    return NULL;
+  }
+  /* Waiting for HELLO counts as a partial message for the idle timeout. */
+  sc->partial_since = duct__now_ms();
+  sc->next = s->conns;
+  if (s->conns)
+    s->conns->prev = sc;
+  s->conns = sc;
+  duct__mutex_unlock(&s->mu);
+  return sc;
+}
+
+static void on_closed(void *state, duct_code why, const char *detail) {
+  sconn *sc = state;
+  duct_server *s = sc->s;
+  if (why != DUCT_OK)
+    duct__log(&s->log, DUCT_LOG_DEBUG, "connection from pid %u ended: %s%s%s",
+              (unsigned)sc->peer.pid, duct_code_name(why), detail ? ": " : "",
+              detail ? detail : "");
+  duct__mutex_lock(&s->mu);
+  if (sc->prev)
+    sc->prev->next = sc->next;
+  else
+    s->conns = sc->next;
+  if (sc->next)
+    sc->next->prev = sc->prev;
+  duct__cond_broadcast(&s->cv);
+  duct__mutex_unlock(&s->mu);
+  duct__reasm_free(&sc->rx);
+  duct__arena_free(&sc->arena);
+  free(sc);
+}
+
+/* Disconnects peers that began a message (or the HELLO) and stalled. */
+static void on_tick(void *core) {
+  duct_server *s = core;
+  int64_t now = duct__now_ms();
+  duct__mutex_lock(&s->mu);
+  for (sconn *sc = s->conns; sc; sc = sc->next) {
+    if (sc->partial_since && now - sc->partial_since > (int64_t)s->o.idle_timeout_ms) {
+      duct__log(&s->log, DUCT_LOG_WARN,
+                "closing connection from pid %u: a message stalled for over %u ms",
+                (unsigned)sc->peer.pid, (unsigned)s->o.idle_timeout_ms);
+      sc->partial_since = 0; /* close once */
+      duct__conn_close(sc->c);
+    }
+  }
+  duct__mutex_unlock(&s->mu);
+}
+
+static const duct__srv_cb callbacks = {on_open, on_message, on_closed, on_tick};
+
+/* ---- lifecycle ---- */
+
+duct_code duct_server_new(const duct_server_opts *o, duct_server **out) {
+  if (!out)
+    return DUCT_INVALID_ARGUMENT;
+  *out = NULL;
+  duct_server_opts d = {0};
+  if (o)
+    d = *o;
+  if (d.workers < 0 || d.workers > 1024 ||
+      (d.max_message_size && d.max_message_size < 1024))
+    return DUCT_INVALID_ARGUMENT;
+  if (!d.workers)
+    d.workers = duct__cpu_count();
+  if (!d.max_connections)
+    d.max_connections = DEFAULT_MAX_CONNECTIONS;
+  if (!d.max_message_size)
+    d.max_message_size = DUCT__DEFAULT_MAX_MESSAGE;
+  if (!d.idle_timeout_ms)
+    d.idle_timeout_ms = DEFAULT_IDLE_TIMEOUT_MS;
+  duct_server *s = calloc(1, sizeof *s);
+  if (!s)
+    return DUCT_RESOURCE_EXHAUSTED;
+  s->o = d;
+  s->log.cb = d.log;
+  s->log.user = d.log_user;
+  duct__mutex_init(&s->mu);
+  duct__cond_init(&s->cv);
+  *out = s;
+  return DUCT_OK;
+}
+
+duct_code duct_server_add(duct_server *s, const duct_service *svc, const void *handlers,
+                          void *user) {
+  if (!s || !svc || !handlers || (svc->n_methods && !svc->methods))
+    return DUCT_INVALID_ARGUMENT;
+  if (s->started || s->l)
+    return DUCT_FAILED_PRECONDITION;
+  for (size_t i = 0; i < svc->n_methods; i++) {
+    const duct_method *m = &svc->methods[i];
+    if (!m->name || !m->input || !m->output || !m->invoke || m->id == 0 ||
+        m->id != duct__method_id(m->name)) {
+      /* A hand-written or stale descriptor would route calls wrongly. */
+      duct__log(&s->log, DUCT_LOG_ERROR, "service %s: method %s has a bad descriptor",
+                svc->name, m->name ? m->name : "(null)");
+      return DUCT_INVALID_ARGUMENT;
+    }
+    for (size_t j = 0; j < s->n_methods; j++) {
+      if (s->methods[j].m->id == m->id) {
+        duct__log(&s->log, DUCT_LOG_ERROR, "method id 0x%08x of %s is already taken by %s",
+                  (unsigned)m->id, m->name, s->methods[j].m->name);
+        return DUCT_ALREADY_EXISTS;
+      }
+    }
+    for (size_t j = 0; j < i; j++) {
+      if (svc->methods[j].id == m->id)
+        return DUCT_ALREADY_EXISTS;
+    }
+  }
+  entry *grown = realloc(s->methods, (s->n_methods + svc->n_methods) * sizeof *grown);
+  if (!grown && svc->n_methods)
+    return DUCT_RESOURCE_EXHAUSTED;
+  s->methods = grown;
+  for (size_t i = 0; i < svc->n_methods; i++) {
+    entry e = {&svc->methods[i], handlers, user};
+    /* Insertion keeps the table sorted by id for bsearch. */
+    size_t k = s->n_methods++;
+    while (k > 0 && s->methods[k - 1].m->id > e.m->id) {
+      s->methods[k] = s->methods[k - 1];
+      k--;
+    }
+    s->methods[k] = e;
+  }
+  return DUCT_OK;
+}
+
+duct_code duct_server_listen(duct_server *s, const char *address) {
+  if (!s || !address)
+    return DUCT_INVALID_ARGUMENT;
+  if (s->l || s->stopped)
+    return DUCT_FAILED_PRECONDITION;
+  duct__listen_opts lo = {
+      .workers = s->o.workers,
+      .max_frame = DUCT__DEFAULT_MAX_FRAME,
+      .max_connections = s->o.max_connections,
+      .send_timeout_ms = s->o.idle_timeout_ms,
+      .allow_group = s->o.allow_group,
+      .sddl = s->o.sddl,
+      .null_dacl = s->o.null_dacl_i_understand_anyone_can_connect,
+      .allow_remote = s->o.allow_remote_clients,
+  };
+  duct__err err = {{0}};
+  duct_code rc = duct__listen(address, &lo, &callbacks, s, &s->l, &err);
+  if (rc != DUCT_OK) {
+    s->l = NULL;
+    duct__log(&s->log, DUCT_LOG_ERROR, "cannot listen on %s: %s", address, err.text);
+  }
+  return rc;
+}
+
+duct_code duct_server_start(duct_server *s) {
+  if (!s)
+    return DUCT_INVALID_ARGUMENT;
+  if (!s->l || s->started)
+    return DUCT_FAILED_PRECONDITION;
+  duct_code rc = duct__listener_start(s->l);
+  if (rc == DUCT_OK)
+    s->started = 1;
+  return rc;
+}
+
+duct_code duct_server_stop(duct_server *s, int drain_ms) {
+  if (!s)
+    return DUCT_INVALID_ARGUMENT;
+  if (s->stopped)
+    return DUCT_OK;
+  if (!s->l) {
+    s->stopped = 1;
+    return DUCT_OK;
+  }
+  duct__listener_stop_accepting(s->l);
+  int64_t until = duct__now_ms() + (drain_ms > 0 ? drain_ms : 0);
+  duct__mutex_lock(&s->mu);
+  s->stopping = 1;
+  /* Idle connections go now; busy ones go after their reply. */
+  for (sconn *sc = s->conns; sc; sc = sc->next) {
+    if (!sc->in_call && !sc->partial_since) {
+      send_text(sc, DUCT__GOAWAY, 0, 0, DUCT_UNAVAILABLE, "the server is stopping");
+      duct__conn_close(sc->c);
+    }
+  }
+  while (s->inflight > 0 && duct__now_ms() < until)
+    duct__cond_wait(&s->cv, &s->mu, until);
+  int abandoned = s->inflight;
+  duct__mutex_unlock(&s->mu);
+  if (abandoned)
+    duct__log(&s->log, DUCT_LOG_WARN, "stop: %d call(s) still running after %d ms; closing",
+              abandoned, drain_ms);
+  /* Closes every connection (handlers still running finish first: the
+   * transport joins its workers) and frees the transport. */
+  duct__listener_free(s->l);
+  s->l = NULL;
+  s->stopped = 1;
+  return DUCT_OK;
+}
+
+void duct_server_free(duct_server *s) {
+  if (!s)
+    return;
+  if (s->l)
+    duct_server_stop(s, 0);
+  free(s->methods);
+  duct__cond_destroy(&s->cv);
+  duct__mutex_destroy(&s->mu);
+  free(s);
+}
