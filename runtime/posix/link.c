@@ -1,0 +1,225 @@
+/* The client side of the POSIX transport: one connected AF_UNIX
+ * SOCK_SEQPACKET socket per duct__link, used by one thread at a time.
+ *
+ * The socket is non-blocking and every wait is a poll() bounded by the
+ * call's deadline, so a deadline holds even against a server that stops
+ * reading or never answers. After a deadline or a too-large message the
+ * link is marked broken (transport.h: the link is then unusable). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "posix.h"
+#include "sys.h"
+#include "transport.h"
+
+struct duct__link {
+  int fd;
+  uint32_t peer_pid;
+  int broken;
+};
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+    ;
+}
+
+duct_code duct__link_open(const char *address, int64_t deadline_ms,
+                          duct__link **out, duct__err *err) {
+  char path[DUCT__POSIX_PATH_MAX], dir[DUCT__POSIX_PATH_MAX];
+  int is_name;
+  *out = NULL;
+  if (err)
+    err->text[0] = '\0';
+  duct_code rc = duct__posix_resolve(address, path, dir, &is_name, err);
+  if (rc != DUCT_OK)
+    return rc;
+  struct sockaddr_un sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+
+  int backoff = 1;
+  for (;;) {
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+      return duct__posix_fail(err, errno, "socket(AF_UNIX, SOCK_SEQPACKET)",
+                              NULL);
+    /* An AF_UNIX connect completes at once when the server's backlog has
+     * room (before accept), so non-blocking connect never returns
+     * EINPROGRESS here; a full backlog is EAGAIN. */
+    int e = 0;
+    while (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+      e = errno;
+      if (e != EINTR)
+        break;
+      e = 0;
+    }
+    if (e == 0) {
+      duct__link *l = calloc(1, sizeof *l);
+      if (!l) {
+        close(fd);
+        return duct__posix_failf(err, DUCT_RESOURCE_EXHAUSTED, "out of memory");
+      }
+      l->fd = fd;
+      struct ucred cr;
+      socklen_t crlen = sizeof cr;
+      if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) == 0)
+        l->peer_pid = (uint32_t)cr.pid;
+      int buf = duct__posix_sockbuf(65536);
+      setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+      *out = l;
+      return DUCT_OK;
+    }
+    close(fd);
+    char what[DUCT__POSIX_PATH_MAX + 32];
+    snprintf(what, sizeof what, "connect %s", path);
+    /* Absent (ENOENT), stale or starting (ECONNREFUSED) or busy (EAGAIN):
+     * the server may be on its way, so retry until the deadline. Anything
+     * else will not get better by waiting. */
+    if (e != ENOENT && e != ECONNREFUSED && e != EAGAIN)
+      return duct__posix_fail(err, e, what, NULL);
+    int left = duct__posix_poll_ms(deadline_ms);
+    if (left == 0) {
+      char sys[128];
+      duct__posix_strerror(e, sys, sizeof sys);
+      return duct__posix_failf(err, DUCT_UNAVAILABLE,
+                               "no duct server at %s (connect: %s)", path, sys);
+    }
+    sleep_ms(left >= 0 && left < backoff ? left : backoff);
+    if (backoff < 50)
+      backoff *= 2;
+  }
+}
+
+/* Waits for `events` until the deadline: 1 when ready (or hung up, which
+ * the next call reports), 0 on timeout. */
+static int wait_fd(int fd, short events, int64_t deadline_ms) {
+  for (;;) {
+    struct pollfd p = {.fd = fd, .events = events};
+    int r = poll(&p, 1, duct__posix_poll_ms(deadline_ms));
+    if (r > 0)
+      return 1;
+    if (r == 0)
+      return 0;
+    if (errno != EINTR)
+      return 1; /* let the system call that follows report it */
+  }
+}
+
+duct_code duct__link_send(duct__link *l, const duct__iov *iov, int n,
+                          int64_t deadline_ms) {
+  struct iovec v[8];
+  if (l->broken)
+    return DUCT_UNAVAILABLE;
+  if (n < 0 || n > 8)
+    return DUCT_INVALID_ARGUMENT;
+  size_t total = 0;
+  for (int i = 0; i < n; i++) {
+    v[i].iov_base = (void *)iov[i].base;
+    v[i].iov_len = iov[i].len;
+    total += iov[i].len;
+  }
+  struct msghdr m;
+  memset(&m, 0, sizeof m);
+  m.msg_iov = v;
+  m.msg_iovlen = (size_t)n;
+  int grown = 0;
+  for (;;) {
+    /* MSG_NOSIGNAL: a server that went away is EPIPE, never SIGPIPE. */
+    if (sendmsg(l->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
+      return DUCT_OK;
+    int e = errno;
+    if (e == EINTR)
+      continue;
+    if (e == EMSGSIZE && !grown) {
+      /* Larger than the send buffer: a SOCK_SEQPACKET message must fit it
+       * whole, so grow the buffer once before giving up. */
+      grown = 1;
+      if (duct__posix_grow_sndbuf(l->fd, total))
+        continue;
+    }
+    if (e == EAGAIN || e == EWOULDBLOCK) {
+      if (wait_fd(l->fd, POLLOUT, deadline_ms))
+        continue;
+      l->broken = 1;
+      return DUCT_DEADLINE_EXCEEDED;
+    }
+    if (e != EMSGSIZE)
+      l->broken = 1;
+    return duct__posix_code(e);
+  }
+}
+
+duct_code duct__link_recv(duct__link *l, uint8_t *buf, size_t cap,
+                          size_t *len, int64_t deadline_ms) {
+  if (l->broken)
+    return DUCT_UNAVAILABLE;
+  for (;;) {
+    struct iovec v = {.iov_base = buf, .iov_len = cap};
+    struct msghdr m;
+    memset(&m, 0, sizeof m);
+    m.msg_iov = &v;
+    m.msg_iovlen = 1;
+    /* MSG_TRUNC: the return value is the message's full length, so a
+     * message longer than cap is detected, never silently cut. */
+    ssize_t r = recvmsg(l->fd, &m, MSG_TRUNC | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (r > 0) {
+      if ((size_t)r > cap || (m.msg_flags & MSG_TRUNC)) {
+        l->broken = 1; /* the rest of that message is gone */
+        return DUCT_RESOURCE_EXHAUSTED;
+      }
+      *len = (size_t)r;
+      return DUCT_OK;
+    }
+    if (r == 0) {
+      /* End of file: the server closed (duct never sends an empty
+       * message, which would read the same). */
+      l->broken = 1;
+      return DUCT_UNAVAILABLE;
+    }
+    int e = errno;
+    if (e == EINTR)
+      continue;
+    if (e == EAGAIN || e == EWOULDBLOCK) {
+      if (wait_fd(l->fd, POLLIN, deadline_ms))
+        continue;
+      l->broken = 1;
+      return DUCT_DEADLINE_EXCEEDED;
+    }
+    l->broken = 1;
+    return duct__posix_code(e);
+  }
+}
+
+duct_code duct__link_transact(duct__link *l, const duct__iov *iov, int n,
+                              uint8_t *buf, size_t cap, size_t *len,
+                              int64_t deadline_ms) {
+  duct_code rc = duct__link_send(l, iov, n, deadline_ms);
+  if (rc != DUCT_OK)
+    return rc;
+  /* The reply is rarely there yet: wait first rather than spend a
+   * recvmsg on EAGAIN. */
+  if (!wait_fd(l->fd, POLLIN, deadline_ms)) {
+    l->broken = 1;
+    return DUCT_DEADLINE_EXCEEDED;
+  }
+  return duct__link_recv(l, buf, cap, len, deadline_ms);
+}
+
+void duct__link_close(duct__link *l) {
+  if (!l)
+    return;
+  close(l->fd);
+  free(l);
+}
+
+uint32_t duct__link_peer_pid(const duct__link *l) { return l ? l->peer_pid : 0; }
