@@ -1,0 +1,65 @@
+/* runtime/win/win.h - what the files of the Windows transport share.
+ * Internal to runtime/win/. */
+#ifndef DUCT_RUNTIME_WIN_WIN_H
+#define DUCT_RUNTIME_WIN_WIN_H
+
+#include <windows.h>
+
+#include "runtime/transport.h"
+
+/* The size each end of a pipe asks the system to buffer. The protocol's
+ * default frame is 64 KiB; a buffer that holds one whole frame lets a
+ * writer finish without waiting for the reader in the common case. The
+ * system treats the number as a hint (it is charged to nonpaged pool). */
+#define DUCT__WIN_PIPE_BUFFER 65536
+
+/* The longest pipe name Windows accepts, in UTF-16 units, \\.\pipe\ included. */
+#define DUCT__WIN_PIPE_NAME_MAX 256
+
+/* ---- error.c: the one place Win32 errors become duct codes ---- */
+
+/* The duct code for a Win32 error number. */
+duct_code duct__win_code(DWORD e);
+/* Fills err (may be NULL) with "<what>: <system text> (error N)" and
+ * returns duct__win_code(e). `what` is printf-style. */
+duct_code duct__win_fail(duct__err *err, DWORD e, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Fills err (may be NULL) with a message of our own and returns code. */
+duct_code duct__win_msg(duct__err *err, duct_code code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Text for a Win32 error into buf, "<system text> (error N)". */
+void duct__win_strerror(DWORD e, char *buf, size_t cap);
+
+/* ---- addr.c ---- */
+
+/* Maps a duct address (UTF-8) to a full pipe name: "calc" becomes
+ * \\.\pipe\calc; "\\.\pipe\x" is kept. *out is malloc'd UTF-16 (free()).
+ * DUCT_INVALID_ARGUMENT for an empty, malformed or too long address. */
+duct_code duct__win_pipe_name(const char *address, wchar_t **out,
+                              duct__err *err);
+/* UTF-16 to UTF-8 into buf (always terminated; "" on failure). */
+void duct__win_narrow(const wchar_t *w, char *buf, size_t cap);
+
+/* ---- security.c ---- */
+
+/* Builds the security descriptor for the pipe from the listen options:
+ * the default (own user + LocalSystem), an SDDL DACL, or an explicit NULL
+ * DACL. *sd is freed with LocalFree. */
+duct_code duct__win_pipe_sd(const duct__listen_opts *o, const wchar_t *name,
+                            PSECURITY_DESCRIPTOR *sd, duct__err *err);
+/* The SID string of the user a client pipe end belongs to, into buf
+ * (UTF-8; "" if nothing worked). Impersonates the client on the calling
+ * thread and reverts; falls back to the client process's token. Must be
+ * called after a message has been read from the pipe (Windows refuses to
+ * impersonate before that, ERROR_CANNOT_IMPERSONATE). */
+void duct__win_client_user(HANDLE pipe, DWORD pid, char *buf, size_t cap);
+/* The SID string of this process's user (UTF-8) into buf; 0 on success. */
+int duct__win_self_user(char *buf, size_t cap);
+
+#endif /* DUCT_RUNTIME_WIN_WIN_H */
