@@ -1,0 +1,915 @@
+/* Transport conformance: what runtime/transport.h promises, checked the
+ * same way on every system. This file uses only transport.h and sys.h (no
+ * system headers, no #ifdef): the POSIX build runs it against
+ * runtime/posix, the Windows build under Wine against runtime/win.
+ *
+ * Server and client run in one process: the transport's workers call the
+ * test "core" below, test threads are clients. Synchronization is by
+ * condition variables on the core's state, never by sleeping; every wait
+ * has a generous deadline so a broken transport fails instead of hanging.
+ * cmocka's asserts are only used on the main thread; other threads count
+ * failures for it to check. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "runtime/sys.h"
+#include "runtime/transport.h"
+
+#define WAIT_MS 5000 /* upper bound on anything that should be prompt */
+#define MAX_FRAME 65536u
+
+/* ---- a test core: the callbacks a server core would implement ---- */
+
+enum mode {
+  MODE_ECHO,   /* send every message back */
+  MODE_SILENT, /* read and never answer */
+  MODE_CLOSE,  /* message() returns -1 */
+  MODE_REFUSE  /* open() returns NULL */
+};
+
+typedef struct tconn {
+  struct tcore *core;
+  duct__conn *c;
+  uint32_t peer_pid;
+  int peer_user_ok;
+  int closed;  /* closed() calls: must end at exactly 1 */
+  int nmsg;    /* message() calls */
+  int in_msg;  /* message() running: must never overlap */
+  int overlap; /* message() ran concurrently for this conn */
+  duct_code why;
+  struct tconn *next;
+} tconn;
+
+typedef struct tcore {
+  duct__mutex mu;
+  duct__cond cv;
+  enum mode mode;
+  int opened, closed, msgs, echo_fail;
+  int ticks, in_tick, tick_overlap;
+  size_t last_len;
+  duct_code last_why;
+  tconn *conns; /* every tconn ever opened, freed by core_free */
+} tcore;
+
+static void *cb_open(void *core_, duct__conn *c, const duct_peer *peer) {
+  tcore *core = core_;
+  duct__mutex_lock(&core->mu);
+  core->opened++;
+  duct__cond_broadcast(&core->cv);
+  if (core->mode == MODE_REFUSE) {
+    duct__mutex_unlock(&core->mu);
+    return NULL;
+  }
+  tconn *t = calloc(1, sizeof *t);
+  if (!t) {
+    duct__mutex_unlock(&core->mu);
+    return NULL;
+  }
+  t->core = core;
+  t->c = c;
+  t->peer_pid = peer->pid;
+  t->peer_user_ok = peer->user != NULL && peer->user[0] != '\0';
+  t->next = core->conns;
+  core->conns = t;
+  duct__mutex_unlock(&core->mu);
+  return t;
+}
+
+static int cb_message(void *state, const uint8_t *msg, size_t len) {
+  tconn *t = state;
+  tcore *core = t->core;
+  duct__mutex_lock(&core->mu);
+  if (t->in_msg)
+    t->overlap++;
+  t->in_msg = 1;
+  t->nmsg++;
+  core->msgs++;
+  core->last_len = len;
+  enum mode mode = core->mode;
+  duct__cond_broadcast(&core->cv);
+  duct__mutex_unlock(&core->mu);
+
+  int rc = 0;
+  if (mode == MODE_ECHO) {
+    duct__iov v = {msg, len};
+    if (duct__conn_send(t->c, &v, 1) != DUCT_OK) {
+      duct__mutex_lock(&core->mu);
+      core->echo_fail++;
+      duct__mutex_unlock(&core->mu);
+    }
+  } else if (mode == MODE_CLOSE) {
+    rc = -1;
+  }
+  duct__mutex_lock(&core->mu);
+  t->in_msg = 0;
+  duct__mutex_unlock(&core->mu);
+  return rc;
+}
+
+static void cb_closed(void *state, duct_code why, const char *detail) {
+  tconn *t = state;
+  tcore *core = t->core;
+  (void)detail;
+  duct__mutex_lock(&core->mu);
+  t->closed++;
+  t->why = why;
+  core->closed++;
+  core->last_why = why;
+  duct__cond_broadcast(&core->cv);
+  duct__mutex_unlock(&core->mu);
+}
+
+static void cb_tick(void *core_) {
+  tcore *core = core_;
+  duct__mutex_lock(&core->mu);
+  if (core->in_tick)
+    core->tick_overlap++;
+  core->in_tick = 1;
+  core->ticks++;
+  duct__cond_broadcast(&core->cv);
+  duct__mutex_unlock(&core->mu);
+  duct__mutex_lock(&core->mu);
+  core->in_tick = 0;
+  duct__mutex_unlock(&core->mu);
+}
+
+static const duct__srv_cb test_cb = {cb_open, cb_message, cb_closed, cb_tick};
+
+static void core_init(tcore *core, enum mode mode) {
+  memset(core, 0, sizeof *core);
+  duct__mutex_init(&core->mu);
+  duct__cond_init(&core->cv);
+  core->mode = mode;
+}
+
+/* Checks what must hold for every connection once the listener is freed,
+ * then frees the core's records. */
+static void core_free(tcore *core) {
+  tconn *t = core->conns;
+  while (t) {
+    tconn *next = t->next;
+    assert_int_equal(t->closed, 1);
+    assert_int_equal(t->overlap, 0);
+    free(t);
+    t = next;
+  }
+  assert_int_equal(core->tick_overlap, 0);
+  duct__cond_destroy(&core->cv);
+  duct__mutex_destroy(&core->mu);
+}
+
+/* Waits on the core's condition until expr holds or WAIT_MS passes;
+ * evaluates to whether it holds. */
+#define CORE_WAIT(core, expr)                                                \
+  do {                                                                       \
+    int64_t dl_ = duct__now_ms() + WAIT_MS;                                  \
+    duct__mutex_lock(&(core)->mu);                                           \
+    while (!(expr) && duct__now_ms() < dl_)                                  \
+      duct__cond_wait(&(core)->cv, &(core)->mu, dl_);                        \
+    int ok_ = (expr);                                                        \
+    duct__mutex_unlock(&(core)->mu);                                         \
+    assert_true(ok_);                                                        \
+  } while (0)
+
+static int addr_seq;
+
+/* A fresh address per test, so tests (and concurrent runs) never meet. */
+static void make_addr(char *buf, size_t cap) {
+  snprintf(buf, cap, "duct-test-%lu-%d", (unsigned long)duct__getpid(),
+           ++addr_seq);
+}
+
+static duct__listen_opts default_opts(void) {
+  duct__listen_opts o;
+  memset(&o, 0, sizeof o);
+  o.workers = 2;
+  o.max_frame = MAX_FRAME;
+  o.max_connections = 256;
+  o.send_timeout_ms = 5000;
+  return o;
+}
+
+static duct__listener *serve(tcore *core, const char *addr,
+                             const duct__listen_opts *o) {
+  duct__listener *l = NULL;
+  duct__err err;
+  duct_code rc = duct__listen(addr, o, &test_cb, core, &l, &err);
+  if (rc != DUCT_OK)
+    print_error("listen %s: %s (%s)\n", addr, duct_code_name(rc), err.text);
+  assert_int_equal(rc, DUCT_OK);
+  assert_int_equal(duct__listener_start(l), DUCT_OK);
+  return l;
+}
+
+static duct__link *connect_ok(const char *addr) {
+  duct__link *k = NULL;
+  duct__err err;
+  duct_code rc = duct__link_open(addr, duct__now_ms() + WAIT_MS, &k, &err);
+  if (rc != DUCT_OK)
+    print_error("link_open %s: %s (%s)\n", addr, duct_code_name(rc), err.text);
+  assert_int_equal(rc, DUCT_OK);
+  return k;
+}
+
+static void fill(uint8_t *p, size_t n, uint32_t seed) {
+  for (size_t i = 0; i < n; i++) {
+    seed = seed * 1103515245u + 12345u;
+    p[i] = (uint8_t)(seed >> 16);
+  }
+}
+
+/* ---- sys.h ---- */
+
+typedef struct flag_arg {
+  duct__mutex mu;
+  duct__cond cv;
+  int set;
+} flag_arg;
+
+static void set_flag(void *p) {
+  flag_arg *f = p;
+  duct__mutex_lock(&f->mu);
+  f->set = 1;
+  duct__cond_signal(&f->cv);
+  duct__mutex_unlock(&f->mu);
+}
+
+static void test_sys(void **state) {
+  (void)state;
+  assert_true(duct__cpu_count() >= 1);
+  assert_true(duct__getpid() != 0);
+
+  flag_arg f;
+  memset(&f, 0, sizeof f);
+  duct__mutex_init(&f.mu);
+  duct__cond_init(&f.cv);
+  /* A timed wait with nobody signalling times out, not early. */
+  int64_t t0 = duct__now_ms();
+  duct__mutex_lock(&f.mu);
+  int r = 0;
+  while (r == 0)
+    r = duct__cond_wait(&f.cv, &f.mu, t0 + 100);
+  duct__mutex_unlock(&f.mu);
+  int64_t t1 = duct__now_ms();
+  assert_int_equal(r, 1);
+  assert_true(t1 - t0 >= 95);
+  assert_true(t1 >= t0);
+
+  duct__thread th;
+  assert_int_equal(duct__thread_start(&th, set_flag, &f), DUCT_OK);
+  duct__mutex_lock(&f.mu);
+  int64_t dl = duct__now_ms() + WAIT_MS;
+  while (!f.set && duct__now_ms() < dl)
+    duct__cond_wait(&f.cv, &f.mu, dl);
+  duct__mutex_unlock(&f.mu);
+  duct__thread_join(&th);
+  assert_int_equal(f.set, 1);
+  duct__cond_destroy(&f.cv);
+  duct__mutex_destroy(&f.mu);
+}
+
+/* ---- round trips ---- */
+
+static void test_round_trip_1_byte(void **state) {
+  (void)state;
+  char addr[64];
+  make_addr(addr, sizeof addr);
+  tcore core;
+  core_init(&core, MODE_ECHO);
+  duct__listen_opts o = default_opts();
+  duct__listener *l = serve(&core, addr, &o);
+  duct__link *k = connect_ok(addr);
+
+  uint8_t out = 0xA5, in[16] = {0};
+  size_t n = 0;
+  duct__iov v = {&out, 1};
+  assert_int_equal(duct__link_transact(k, &v, 1, in, sizeof in, &n,
+                                       duct__now_ms() + WAIT_MS),
+                   DUCT_OK);
+  assert_int_equal(n, 1);
+  assert_int_equal(in[0], 0xA5);
+  /* A second call on the same link: the server re-armed the read. */
+  out = 0x5A;
+  assert_int_equal(duct__link_send(k, &v, 1, duct__now_ms() + WAIT_MS), DUCT_OK);
+  assert_int_equal(duct__link_recv(k, in, sizeof in, &n, duct__now_ms() + WAIT_MS),
+                   DUCT_OK);
+  assert_int_equal(n, 1);
+  assert_int_equal(in[0], 0x5A);
+
+  duct__link_close(k);
+  duct__listener_free(l);
+  assert_int_equal(core.echo_fail, 0);
+  core_free(&core);
+}
+
+/* A max_frame message both ways, sent as two pieces (header, payload) as
+ * the cores do, arrives whole as one message. */
+static void test_round_trip_max_frame(void **state) {
+  (void)state;
+  char addr[64];
+  make_addr(addr, sizeof addr);
+  tcore core;
+  core_init(&core, MODE_ECHO);
+  duct__listen_opts o = default_opts();
+  duct__listener *l = serve(&core, addr, &o);
+  duct__link *k = connect_ok(addr);
+
+  uint8_t *out = malloc(MAX_FRAME), *in = malloc(MAX_FRAME);
+  assert_non_null(out);
+  assert_non_null(in);
+  fill(out, MAX_FRAME, 7);
+  for (int round = 0; round < 3; round++) {
+    duct__iov v[2] = {{out, 32}, {out + 32, MAX_FRAME - 32}};
+    size_t n = 0;
+    memset(in, 0, MAX_FRAME);
+    assert_int_equal(duct__link_transact(k, v, 2, in, MAX_FRAME, &n,
+                                         duct__now_ms() + WAIT_MS),
+                     DUCT_OK);
+    assert_int_equal(n, MAX_FRAME);
+    assert_memory_equal(in, out, MAX_FRAME);
+  }
+  duct__mutex_lock(&core.mu);
+  assert_int_equal(core.last_len, MAX_FRAME);
+  duct__mutex_unlock(&core.mu);
+
+  free(out);
+  free(in);
+  duct__link_close(k);
+  duct__listener_free(l);
+  assert_int_equal(core.echo_fail, 0);
+  core_free(&core);
+}
+
+/* ---- limits: too large is an error, never a truncated message ---- */
+
+static void test_server_rejects_oversize(void **state) {
+  (void)state;
+  char addr[64];
+  make_addr(addr, sizeof addr);
+  tcore core;
+  core_init(&core, MODE_ECHO);
+  duct__listen_opts o = default_opts();
+  o.max_frame = 1024;
+  duct__listener *l = serve(&core, addr, &o);
+  duct__link *k = connect_ok(addr);
+
+  uint8_t buf[1025];
+  fill(buf, sizeof buf, 1);
+  duct__iov v = {buf, sizeof buf};
+  assert_int_equal(duct__link_send(k, &v, 1, duct__now_ms() + WAIT_MS), DUCT_OK);
+  CORE_WAIT(&core, core.closed == 1);
+  assert_int_equal(core.last_why, DUCT_RESOURCE_EXHAUSTED);
+  assert_int_equal(core.msgs, 0); /* never delivered cut short */
+  size_t n = 0;
+  assert_int_equal(duct__link_recv(k, buf, sizeof buf, &n, duct__now_ms() + WAIT_MS),
+                   DUCT_UNAVAILABLE);
+
+  duct__link_close(k);
+  duct__listener_free(l);
+  core_free(&core);
+}
+
+static void test_client_rejects_oversize(void **state) {
+  (void)state;
+  char addr[64];
+  make_addr(addr, sizeof addr);
+  tcore core;
+  core_init(&core, MODE_ECHO);
+  duct__listen_opts o = default_opts();
+  duct__listener *l = serve(&core, addr, &o);
+  duct__link *k = connect_ok(addr);
+
+  uint8_t out[2000], in[1000];
+  fill(out, sizeof out, 2);
+  duct__iov v = {out, sizeof out};
+  size_t n = 0;
+  assert_int_equal(duct__link_transact(k, &v, 1, in, sizeof in, &n,
+                                       duct__now_ms() + WAIT_MS),
+                   DUCT_RESOURCE_EXHAUSTED);
+  duct__link_close(k);
+  CORE_WAIT(&core, core.closed == 1);
+  duct__listener_free(l);
+  core_free(&core);
+}
+
+/* ---- identity and addresses ---- */
+
+static void test_peer_identity(void **state) {
+  (void)state;
+  char addr[64];
+  make_addr(addr, sizeof addr);
+  tcore core;
+  core_init(&core, MODE_ECHO);
+  duct__listen_opts o = default_opts();
+  duct__listener *l = serve(&core, addr, &o);
+  duct__link *k = connect_ok(addr);
+  assert_int_equal(duct__link_peer_pid(k), duct__getpid());
+  CORE_WAIT(&core, core.opened == 1 && core.conns != NULL);
+  assert_int_equal(core.conns->peer_pid, duct__getpid());
+  assert_true(core.conns->peer_user_ok);
+  duct__link_close(k);
+  duct__listener_free(l);
+  core_free(&core);
+}
+
+static void test_second_listen_already_exists(void **state) {
+  (void)state;
+  char addr[64];
+  make_addr(addr, sizeof addr);
+  tcore core;
+  core_init(&core, MODE_ECHO);
+  duct__listen_opts o = default_opts();
+  duct__listener *l = serve(&core, addr, &o);
+
+  duct__listener *l2 = NULL;
+  duct__err err;
+  err.text[0] = '\0';
+  assert_int_equal(duct__listen(addr, &o, &test_cb, &core, &l2, &err),
+                   DUCT_ALREADY_EXISTS);
+  assert_null(l2);
+  assert_true(strlen(err.text) > 0);
+  /* The failed attempt must not have hurt the first server. */
+  duct__link *k = connect_ok(addr);
+  uint8_t b = 1, in[4];
+  size_t n;
+  duct__iov v = {&b, 1};
+  assert_int_equal(duct__link_transact(k, &v, 1, in, sizeof in, &n,
+                                       duct__now_ms() + WAIT_MS),
+                   DUCT_OK);
+  duct__link_close(k);
+  duct__listener_free(l);
+  core_free(&core);
+}
+
+static void test_invalid_address(void **state) {
+  (void)state;
+  tcore core;
+  core_init(&core, MODE_ECHO);
+  duct__listen_opts o = default_opts();
+  duct__listener *l = NULL;
+  duct__link *k = NULL;
+  duct__err err;
+  err.text[0] = '\0';
+  assert_int_equal(duct__listen("", &o, &test_cb, &core, &l, &err),
+                   DUCT_INVALID_ARGUMENT);
+  assert_null(l);
+  assert_true(strlen(err.text) > 0);
+  err.text[0] = '\0';
+  assert_int_equal(duct__link_open("", duct__now_ms() + 100, &k, &err),
+                   DUCT_INVALID_ARGUMENT);
+  assert_null(k);
+  assert_true(strlen(err.text) > 0);
+  core_free(&core);
+}
+
+static void test_open_missing_unavailable(void **state) {
+  (void)state;
+  char addr[64];
+  make_addr(addr, sizeof addr);
+  duct__link *k = NULL;
+  duct__err err;
+  err.text[0] = '\0';
+  int64_t t0 = duct__now_ms();
+  assert_int_equal(duct__link_open(addr, t0 + 300, &k, &err), DUCT_UNAVAILABLE);
+  int64_t took = duct__now_ms() - t0;
+  assert_null(k);
+  assert_true(strlen(err.text) > 0);
+  /* It retried until the deadline, and gave up not much after it. */
+  assert_true(took >= 250);
+  assert_true(took < 300 + 2000);
+
+  /* A deadline already past: one try, prompt answer. */
+  t0 = duct__now_ms();
+  assert_int_equal(duct__link_open(addr, t0 - 1, &k, &err), DUCT_UNAVAILABLE);
+  assert_true(duct__now_ms() - t0 < 2000);
+}
+
+/* ---- deadlines and closing ---- */
+
+static void test_recv_deadline_silent_server(void **state) {
+  (void)state;
+  char addr[64];
+  make_addr(addr, sizeof addr);
+  tcore core;
+  core_init(&core, MODE_SILENT);
+  duct__listen_opts o = default_opts();
+  duct__listener *l = serve(&core, addr, &o);
+  duct__link *k = connect_ok(addr);
+
+  uint8_t b = 1, in[16];
+  size_t n = 0;
+  duct__iov v = {&b, 1};
+  int64_t t0 = duct__now_ms();
+  assert_int_equal(duct__link_transact(k, &v, 1, in, sizeof in, &n, t0 + 200),
+                   DUCT_DEADLINE_EXCEEDED);
+  int64_t took = duct__now_ms() - t0;
+  assert_true(took >= 150);
+  assert_true(took < 200 + 2000);
+  CORE_WAIT(&core, core.msgs == 1);
+  duct__link_close(k);
+  CORE_WAIT(&core, core.closed == 1);
+  duct__listener_free(l);
+  core_free(&core);
+}
+
+static void test_server_close_client_unavailable(void **state) {
+  (void)state;
+  char addr[64];
+  make_addr(addr, sizeof addr);
+  tcore core;
+  core_init(&core, MODE_ECHO);
+  duct__listen_opts o = default_opts();
+  duct__listener *l = serve(&core, addr, &o);
+  duct__link *k = connect_ok(addr);
+  CORE_WAIT(&core, core.conns != NULL);
+
+  duct__conn_close(core.conns->c); /* from a thread that is no worker */
+  CORE_WAIT(&core, core.closed == 1);
+  uint8_t in[16];
+  size_t n = 0;
+  assert_int_equal(duct__link_recv(k, in, sizeof in, &n, duct__now_ms() + WAIT_MS),
+                   DUCT_UNAVAILABLE);
+  duct__link_close(k);
+  duct__listener_free(l);
+  core_free(&core); /* closed() exactly once */
+}
+
+static void test_message_minus_one_closes(void **state) {
+  (void)state;
+  char addr[64];
+  make_addr(addr, sizeof addr);
+  tcore core;
+  core_init(&core, MODE_CLOSE);
+  duct__listen_opts o = default_opts();
+  duct__listener *l = serve(&core, addr, &o);
+  duct__link *k = connect_ok(addr);
+  uint8_t b = 1, in[16];
+  size_t n = 0;
+  duct__iov v = {&b, 1};
+  assert_int_equal(duct__link_transact(k, &v, 1, in, sizeof in, &n,
+                                       duct__now_ms() + WAIT_MS),
+                   DUCT_UNAVAILABLE);
+  CORE_WAIT(&core, core.closed == 1);
+  duct__link_close(k);
+  duct__listener_free(l);
+  core_free(&core);
+}
+
+static void test_refused_in_open(void **state) {
+  (void)state;
+  char addr[64];
+  make_addr(addr, sizeof addr);
+  tcore core;
+  core_init(&core, MODE_REFUSE);
+  duct__listen_opts o = default_opts();
+  duct__listener *l = serve(&core, addr, &o);
+  duct__link *k = connect_ok(addr);
+  uint8_t in[16];
+  size_t n = 0;
+  /* The refused client is cut off; closed() is never called for it. */
+  assert_int_equal(duct__link_recv(k, in, sizeof in, &n, duct__now_ms() + WAIT_MS),
+                   DUCT_UNAVAILABLE);
+  duct__link_close(k);
+  duct__listener_free(l);
+  assert_int_equal(core.opened, 1);
+  assert_int_equal(core.closed, 0);
+  core_free(&core);
+}
+
+static void test_client_close_server_closed(void **state) {
+  (void)state;
+  char addr[64];
+  make_addr(addr, sizeof addr);
+  tcore core;
+  core_init(&core, MODE_ECHO);
+  duct__listen_opts o = default_opts();
+  duct__listener *l = serve(&core, addr, &o);
+  duct__link *k = connect_ok(addr);
+  CORE_WAIT(&core, core.opened == 1);
+  duct__link_close(k);
+  CORE_WAIT(&core, core.closed == 1);
+  assert_true(core.last_why == DUCT_OK || core.last_why == DUCT_UNAVAILABLE);
+  duct__listener_free(l);
+  core_free(&core);
+}
+
+/* ---- concurrency ---- */
+
+#define N_LINKS 50
+#define N_CALLS 20
+
+typedef struct client_arg {
+  const char *addr;
+  int index;
+  int failures;
+  duct__thread th;
+} client_arg;
+
+static void client_main(void *p) {
+  client_arg *a = p;
+  duct__link *k = NULL;
+  duct__err err;
+  if (duct__link_open(a->addr, duct__now_ms() + 4 * WAIT_MS, &k, &err) != DUCT_OK) {
+    a->failures++;
+    return;
+  }
+  uint8_t out[4096], in[4096];
+  for (int i = 0; i < N_CALLS; i++) {
+    size_t len = 1 + (size_t)((a->index * 131 + i * 977) % (int)sizeof out);
+    fill(out, len, (uint32_t)(a->index * 1000 + i));
+    duct__iov v = {out, len};
+    size_t n = 0;
+    if (duct__link_transact(k, &v, 1, in, sizeof in, &n,
+                            duct__now_ms() + 4 * WAIT_MS) != DUCT_OK ||
+        n != len || memcmp(in, out, len) != 0)
+      a->failures++;
+  }
+  duct__link_close(k);
+}
+
+static void test_many_links(void **state) {
+  (void)state;
+  char addr[64];
+  make_addr(addr, sizeof addr);
+  tcore core;
+  core_init(&core, MODE_ECHO);
+  duct__listen_opts o = default_opts();
+  o.workers = 4;
+  duct__listener *l = serve(&core, addr, &o);
+
+  client_arg *a = calloc(N_LINKS, sizeof *a);
+  assert_non_null(a);
+  for (int i = 0; i < N_LINKS; i++) {
+    a[i].addr = addr;
+    a[i].index = i;
+    assert_int_equal(duct__thread_start(&a[i].th, client_main, &a[i]), DUCT_OK);
+  }
+  int failures = 0;
+  for (int i = 0; i < N_LINKS; i++) {
+    duct__thread_join(&a[i].th);
+    failures += a[i].failures;
+  }
+  free(a);
+  assert_int_equal(failures, 0);
+  CORE_WAIT(&core, core.closed == N_LINKS);
+  assert_int_equal(core.opened, N_LINKS);
+  assert_int_equal(core.msgs, N_LINKS * N_CALLS);
+  duct__listener_free(l);
+  assert_int_equal(core.echo_fail, 0);
+  core_free(&core);
+}
+
+/* Several threads send on one connection at once: every message arrives
+ * whole (sends are serialized, never interleaved) and each thread's
+ * messages arrive in its order. */
+#define N_SENDERS 4
+#define N_PUSH 100
+
+typedef struct sender_arg {
+  duct__conn *c;
+  int index;
+  int failures;
+  duct__thread th;
+} sender_arg;
+
+static void sender_main(void *p) {
+  sender_arg *a = p;
+  uint8_t buf[8192];
+  for (int i = 0; i < N_PUSH; i++) {
+    size_t len = 8 + (size_t)((i * 613 + a->index * 97) % 8000);
+    buf[0] = (uint8_t)a->index;
+    buf[1] = (uint8_t)i;
+    fill(buf + 2, len - 2, (uint32_t)(a->index << 16 | i));
+    duct__iov v = {buf, len};
+    if (duct__conn_send(a->c, &v, 1) != DUCT_OK)
+      a->failures++;
+  }
+}
+
+static void test_concurrent_sends_one_conn(void **state) {
+  (void)state;
+  char addr[64];
+  make_addr(addr, sizeof addr);
+  tcore core;
+  core_init(&core, MODE_SILENT);
+  duct__listen_opts o = default_opts();
+  duct__listener *l = serve(&core, addr, &o);
+  duct__link *k = connect_ok(addr);
+  CORE_WAIT(&core, core.conns != NULL);
+
+  sender_arg s[N_SENDERS];
+  memset(s, 0, sizeof s);
+  for (int i = 0; i < N_SENDERS; i++) {
+    s[i].c = core.conns->c;
+    s[i].index = i;
+    assert_int_equal(duct__thread_start(&s[i].th, sender_main, &s[i]), DUCT_OK);
+  }
+  int next[N_SENDERS] = {0};
+  int bad = 0;
+  uint8_t in[8192], want[8192];
+  for (int got = 0; got < N_SENDERS * N_PUSH; got++) {
+    size_t n = 0;
+    duct_code rc = duct__link_recv(k, in, sizeof in, &n, duct__now_ms() + WAIT_MS);
+    if (rc != DUCT_OK) {
+      bad++;
+      break;
+    }
+    int who = in[0], i = in[1];
+    if (who >= N_SENDERS || (i != (next[who] & 0xff))) {
+      bad++;
+      continue;
+    }
+    size_t len = 8 + (size_t)((next[who] * 613 + who * 97) % 8000);
+    fill(want + 2, len - 2, (uint32_t)(who << 16 | next[who]));
+    if (n != len || memcmp(in + 2, want + 2, len - 2) != 0)
+      bad++;
+    next[who]++;
+  }
+  int failures = 0;
+  for (int i = 0; i < N_SENDERS; i++) {
+    duct__thread_join(&s[i].th);
+    failures += s[i].failures;
+  }
+  assert_int_equal(bad, 0);
+  assert_int_equal(failures, 0);
+  duct__link_close(k);
+  CORE_WAIT(&core, core.closed == 1);
+  duct__listener_free(l);
+  core_free(&core);
+}
+
+/* A client that never reads: the server's send gives up after
+ * send_timeout_ms with DEADLINE_EXCEEDED instead of blocking forever. */
+static void test_send_timeout(void **state) {
+  (void)state;
+  char addr[64];
+  make_addr(addr, sizeof addr);
+  tcore core;
+  core_init(&core, MODE_SILENT);
+  duct__listen_opts o = default_opts();
+  o.send_timeout_ms = 200;
+  duct__listener *l = serve(&core, addr, &o);
+  duct__link *k = connect_ok(addr);
+  CORE_WAIT(&core, core.conns != NULL);
+
+  uint8_t *buf = calloc(1, MAX_FRAME);
+  assert_non_null(buf);
+  duct__iov v = {buf, MAX_FRAME};
+  duct_code rc = DUCT_OK;
+  int64_t t0 = 0;
+  int sent = 0;
+  /* Some megabytes at most fill any pipe or socket buffer. */
+  for (; sent < 4096 && rc == DUCT_OK; sent++) {
+    t0 = duct__now_ms();
+    rc = duct__conn_send(core.conns->c, &v, 1);
+  }
+  int64_t took = duct__now_ms() - t0;
+  free(buf);
+  assert_int_equal(rc, DUCT_DEADLINE_EXCEEDED);
+  assert_true(took >= 150);
+  assert_true(took < 200 + 2000);
+  duct__link_close(k);
+  CORE_WAIT(&core, core.closed == 1);
+  duct__listener_free(l);
+  core_free(&core);
+}
+
+static void test_tick(void **state) {
+  (void)state;
+  char addr[64];
+  make_addr(addr, sizeof addr);
+  tcore core;
+  core_init(&core, MODE_ECHO);
+  duct__listen_opts o = default_opts();
+  o.workers = 3;
+  duct__listener *l = serve(&core, addr, &o);
+  int64_t t0 = duct__now_ms();
+  CORE_WAIT(&core, core.ticks >= 3);
+  /* About every 100 ms: three ticks take a while, but not seconds. */
+  int64_t took = duct__now_ms() - t0;
+  assert_true(took >= 150);
+  assert_true(took < 3000);
+  duct__listener_free(l);
+  core_free(&core); /* never two ticks at once */
+}
+
+/* ---- stopping ---- */
+
+static void test_stop_accepting(void **state) {
+  (void)state;
+  char addr[64];
+  make_addr(addr, sizeof addr);
+  tcore core;
+  core_init(&core, MODE_ECHO);
+  duct__listen_opts o = default_opts();
+  duct__listener *l = serve(&core, addr, &o);
+  duct__link *k = connect_ok(addr);
+  CORE_WAIT(&core, core.opened == 1);
+
+  duct__listener_stop_accepting(l);
+  duct__link *k2 = NULL;
+  duct__err err;
+  int64_t t0 = duct__now_ms();
+  assert_int_equal(duct__link_open(addr, t0 + 300, &k2, &err), DUCT_UNAVAILABLE);
+  assert_null(k2);
+  assert_true(duct__now_ms() - t0 < 300 + 2000);
+
+  /* The existing connection is still served. */
+  uint8_t b = 9, in[4];
+  size_t n = 0;
+  duct__iov v = {&b, 1};
+  assert_int_equal(duct__link_transact(k, &v, 1, in, sizeof in, &n,
+                                       duct__now_ms() + WAIT_MS),
+                   DUCT_OK);
+  assert_int_equal(in[0], 9);
+  duct__listener_stop_accepting(l); /* twice is harmless */
+  duct__link_close(k);
+  duct__listener_free(l);
+  core_free(&core);
+}
+
+#define N_LIVE 5
+
+static void test_free_with_live_connections(void **state) {
+  (void)state;
+  char addr[64];
+  make_addr(addr, sizeof addr);
+  tcore core;
+  core_init(&core, MODE_ECHO);
+  duct__listen_opts o = default_opts();
+  duct__listener *l = serve(&core, addr, &o);
+  duct__link *k[N_LIVE];
+  for (int i = 0; i < N_LIVE; i++) {
+    k[i] = connect_ok(addr);
+    uint8_t b = (uint8_t)i, in[4];
+    size_t n = 0;
+    duct__iov v = {&b, 1};
+    assert_int_equal(duct__link_transact(k[i], &v, 1, in, sizeof in, &n,
+                                         duct__now_ms() + WAIT_MS),
+                     DUCT_OK);
+  }
+  duct__listener_free(l);
+  /* Freeing delivered closed() for each before returning. */
+  assert_int_equal(core.closed, N_LIVE);
+  for (int i = 0; i < N_LIVE; i++) {
+    uint8_t in[4];
+    size_t n = 0;
+    assert_int_equal(duct__link_recv(k[i], in, sizeof in, &n,
+                                     duct__now_ms() + WAIT_MS),
+                     DUCT_UNAVAILABLE);
+    duct__link_close(k[i]);
+  }
+  core_free(&core);
+}
+
+/* A listener that never started its workers frees cleanly. */
+static void test_free_unstarted(void **state) {
+  (void)state;
+  char addr[64];
+  make_addr(addr, sizeof addr);
+  tcore core;
+  core_init(&core, MODE_ECHO);
+  duct__listen_opts o = default_opts();
+  duct__listener *l = NULL;
+  duct__err err;
+  assert_int_equal(duct__listen(addr, &o, &test_cb, &core, &l, &err), DUCT_OK);
+  duct__listener_free(l);
+  /* And the address is free again. */
+  assert_int_equal(duct__listen(addr, &o, &test_cb, &core, &l, &err), DUCT_OK);
+  duct__listener_free(l);
+  core_free(&core);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_sys),
+      cmocka_unit_test(test_round_trip_1_byte),
+      cmocka_unit_test(test_round_trip_max_frame),
+      cmocka_unit_test(test_server_rejects_oversize),
+      cmocka_unit_test(test_client_rejects_oversize),
+      cmocka_unit_test(test_peer_identity),
+      cmocka_unit_test(test_second_listen_already_exists),
+      cmocka_unit_test(test_invalid_address),
+      cmocka_unit_test(test_open_missing_unavailable),
+      cmocka_unit_test(test_recv_deadline_silent_server),
+      cmocka_unit_test(test_server_close_client_unavailable),
+      cmocka_unit_test(test_message_minus_one_closes),
+      cmocka_unit_test(test_refused_in_open),
+      cmocka_unit_test(test_client_close_server_closed),
+      cmocka_unit_test(test_many_links),
+      cmocka_unit_test(test_concurrent_sends_one_conn),
+      cmocka_unit_test(test_send_timeout),
+      cmocka_unit_test(test_tick),
+      cmocka_unit_test(test_stop_accepting),
+      cmocka_unit_test(test_free_with_live_connections),
+      cmocka_unit_test(test_free_unstarted),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
