@@ -66,10 +66,15 @@ struct duct__conn {
   int fd;
   atomic_int refs;
   atomic_int close_req; /* enum close_reason */
-  /* Release/acquire on each hand-over between workers. epoll already
-   * orders them in the kernel; this makes the order visible to
-   * ThreadSanitizer, which does not model EPOLLONESHOT re-arming. */
-  atomic_uint turn;
+  /* Held around each EPOLL_CTL_ADD/MOD that arms the fd, and taken (and
+   * dropped) by the worker that receives the next event before it
+   * touches the connection. The kernel already orders the two (the event
+   * cannot fire before it is armed), but the arming thread is still
+   * inside epoll_ctl when another worker may already run, finish and
+   * free the connection; the lock makes that hand-over a happens-before
+   * edge that holds in the C memory model and that ThreadSanitizer can
+   * see (it does not model EPOLL_CTL_MOD). Uncontended in practice. */
+  duct__mutex arm_mu;
   duct__mutex send_mu; /* serializes senders; one message per sendmsg */
   void *state;         /* the core's, from open() */
   duct_peer peer;
@@ -95,6 +100,7 @@ struct duct__listener {
   int epfd;
   enum src_kind listen_src, wake_src, timer_src;
   int wakefd, timerfd;
+  duct__mutex tick_mu;
 
   /* accept_mu orders accept4 + re-arm against stop_accepting closing the
    * fd, so an fd number is never used after close. */
@@ -106,7 +112,8 @@ struct duct__listener {
   duct__mutex mu;
   duct__cond cv;
   duct__conn *conns;
-  uint32_t nconns;
+  uint32_t nconns;    /* in the list */
+  uint32_t finishing; /* out of the list, closed() not yet returned */
   int freeing;
 
   worker *w;
@@ -124,6 +131,7 @@ static void conn_unref(duct__conn *c) {
     return;
   close(c->fd);
   duct__mutex_destroy(&c->send_mu);
+  duct__mutex_destroy(&c->arm_mu);
   free(c);
 }
 
@@ -204,6 +212,25 @@ duct_code duct__conn_send(duct__conn *c, const duct__iov *iov, int n) {
   return rc;
 }
 
+/* Under l->mu. */
+static void list_remove(duct__listener *l, duct__conn *c) {
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    l->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  c->prev = c->next = NULL;
+  l->nconns--;
+}
+
+/* Under l->mu: tells duct__listener_free when the last connection is
+ * done. */
+static void wake_freeing(duct__listener *l) {
+  if (l->freeing && l->nconns == 0 && l->finishing == 0)
+    duct__cond_broadcast(&l->cv);
+}
+
 /* The last word on a connection, only ever from the worker that holds its
  * event: out of epoll, closed() once, drop the list's reference. */
 static void conn_finish(duct__conn *c, duct_code why, const char *detail) {
@@ -221,35 +248,37 @@ static void conn_finish(duct__conn *c, duct_code why, const char *detail) {
   epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->fd, NULL);
   /* Fail any sender still blocked on this connection right away. */
   shutdown(c->fd, SHUT_RDWR);
+  /* The slot is free for a new client as soon as this one is out of the
+   * list; duct__listener_free also waits on `finishing`, so it returns
+   * only after the last closed() has. */
   duct__mutex_lock(&l->mu);
-  if (c->prev)
-    c->prev->next = c->next;
-  else
-    l->conns = c->next;
-  if (c->next)
-    c->next->prev = c->prev;
-  c->prev = c->next = NULL;
+  list_remove(l, c);
+  l->finishing++;
   duct__mutex_unlock(&l->mu);
 
   l->cb.closed(c->state, why, detail);
 
-  /* Counted down only after closed() returned, so duct__listener_free
-   * returns after the last closed(). */
   duct__mutex_lock(&l->mu);
-  if (--l->nconns == 0 && l->freeing)
-    duct__cond_broadcast(&l->cv);
+  l->finishing--;
+  wake_freeing(l);
   duct__mutex_unlock(&l->mu);
   conn_unref(c);
 }
 
-static void conn_rearm(duct__conn *c) {
+/* Arms c for its next event (op: EPOLL_CTL_ADD or MOD). On success the
+ * connection may be in another worker's hands before this returns; on
+ * failure it is still ours and is finished here. */
+static void conn_arm(duct__conn *c, int op) {
   struct epoll_event ev;
   ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
   ev.data.ptr = c;
-  atomic_fetch_add_explicit(&c->turn, 1, memory_order_release);
-  if (epoll_ctl(c->l->epfd, EPOLL_CTL_MOD, c->fd, &ev) != 0) {
+  duct__mutex_lock(&c->arm_mu);
+  int rc = epoll_ctl(c->l->epfd, op, c->fd, &ev);
+  int e = errno;
+  duct__mutex_unlock(&c->arm_mu);
+  if (rc != 0) {
     char sys[128], d[192];
-    duct__posix_strerror(errno, sys, sizeof sys);
+    duct__posix_strerror(e, sys, sizeof sys);
     snprintf(d, sizeof d, "epoll_ctl: %s", sys);
     conn_finish(c, DUCT_UNAVAILABLE, d);
   }
@@ -258,7 +287,9 @@ static void conn_rearm(duct__conn *c) {
 /* Reads up to READ_BUDGET messages and hands each to message(). */
 static void conn_readable(worker *w, duct__conn *c) {
   duct__listener *l = w->l;
-  atomic_load_explicit(&c->turn, memory_order_acquire);
+  /* Wait out the arming thread's epoll_ctl (see arm_mu). */
+  duct__mutex_lock(&c->arm_mu);
+  duct__mutex_unlock(&c->arm_mu);
   for (int budget = READ_BUDGET; budget > 0; budget--) {
     if (atomic_load(&c->close_req) != CLOSE_NONE) {
       conn_finish(c, DUCT_CANCELLED, NULL);
@@ -308,7 +339,7 @@ static void conn_readable(worker *w, duct__conn *c) {
       return;
     }
   }
-  conn_rearm(c);
+  conn_arm(c, EPOLL_CTL_MOD);
 }
 
 /* ---- accepting ---- */
@@ -344,8 +375,8 @@ static void listener_readable(worker *w) {
   c->fd = fd;
   atomic_init(&c->refs, 1);
   atomic_init(&c->close_req, CLOSE_NONE);
-  atomic_init(&c->turn, 0);
   duct__mutex_init(&c->send_mu);
+  duct__mutex_init(&c->arm_mu);
   /* SO_PEERCRED is the peer's credentials at connect() time, which is
    * what a socket's authorization should be based on. */
   snprintf(c->user, sizeof c->user, "%lu", (unsigned long)cr.uid);
@@ -378,34 +409,24 @@ static void listener_readable(worker *w) {
   if (!state) {
     /* Refused by the core: gone without closed(). */
     duct__mutex_lock(&l->mu);
-    if (c->prev)
-      c->prev->next = c->next;
-    else
-      l->conns = c->next;
-    if (c->next)
-      c->next->prev = c->prev;
-    if (--l->nconns == 0 && l->freeing)
-      duct__cond_broadcast(&l->cv);
+    list_remove(l, c);
+    wake_freeing(l);
     duct__mutex_unlock(&l->mu);
     conn_unref(c);
     return;
   }
   c->state = state;
-  ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
-  ev.data.ptr = c;
-  atomic_fetch_add_explicit(&c->turn, 1, memory_order_release);
-  if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-    char sys[128], d[192];
-    duct__posix_strerror(errno, sys, sizeof sys);
-    snprintf(d, sizeof d, "epoll_ctl: %s", sys);
-    conn_finish(c, DUCT_RESOURCE_EXHAUSTED, d);
-  }
+  conn_arm(c, EPOLL_CTL_ADD);
 }
 
 /* ---- workers ---- */
 
 static void tick_due(duct__listener *l) {
   uint64_t expirations;
+  /* EPOLLONESHOT already makes ticks one at a time; tick_mu, held until
+   * the re-arm is done, makes consecutive ticks on different workers
+   * ordered for the core's unlocked tick state (see arm_mu). */
+  duct__mutex_lock(&l->tick_mu);
   /* Reading clears the timerfd; EAGAIN (nothing due) cannot happen after
    * a oneshot event but is harmless. */
   if (read(l->timerfd, &expirations, sizeof expirations) > 0 && l->cb.tick)
@@ -413,6 +434,7 @@ static void tick_due(duct__listener *l) {
   struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT,
                            .data.ptr = &l->timer_src};
   epoll_ctl(l->epfd, EPOLL_CTL_MOD, l->timerfd, &ev);
+  duct__mutex_unlock(&l->tick_mu);
 }
 
 static void worker_main(void *arg) {
@@ -519,6 +541,7 @@ duct_code duct__listen(const char *address, const duct__listen_opts *o,
   l->timer_src = SRC_TIMER;
   l->sockbuf = duct__posix_sockbuf(o->max_frame);
   duct__mutex_init(&l->accept_mu);
+  duct__mutex_init(&l->tick_mu);
   duct__mutex_init(&l->mu);
   duct__cond_init(&l->cv);
 
@@ -633,7 +656,7 @@ void duct__listener_free(duct__listener *l) {
     request_close(c, CLOSE_STOPPING);
   /* The workers deliver closed() for each; wait for the last. Without
    * workers there can be no connections (only workers accept). */
-  while (l->nconns > 0 && l->nstarted > 0)
+  while ((l->nconns > 0 || l->finishing > 0) && l->nstarted > 0)
     duct__cond_wait(&l->cv, &l->mu, -1);
   duct__mutex_unlock(&l->mu);
 
@@ -658,5 +681,6 @@ void duct__listener_free(duct__listener *l) {
   duct__cond_destroy(&l->cv);
   duct__mutex_destroy(&l->mu);
   duct__mutex_destroy(&l->accept_mu);
+  duct__mutex_destroy(&l->tick_mu);
   free(l);
 }
