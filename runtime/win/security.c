@@ -46,11 +46,13 @@ int duct__win_self_user(char *buf, size_t cap) {
 void duct__win_client_user(HANDLE pipe, DWORD pid, char *buf, size_t cap) {
   HANDLE tok = NULL;
   buf[0] = '\0';
-  /* The client connected with SECURITY_IDENTIFICATION (or Windows' default
-   * of impersonation), so the server may see who it is. Impersonating
-   * puts the client's token on this thread; OpenAsSelf = TRUE opens it
-   * with the process's own rights, which an identification-level token
-   * requires. */
+  /* duct's clients open the pipe with SECURITY_SQOS_PRESENT |
+   * SECURITY_IDENTIFICATION and static context tracking (no
+   * SECURITY_CONTEXT_TRACKING), so the pipe captures their identity at
+   * CreateFile time and the server can read it as soon as it accepts.
+   * Impersonating puts the client's token on this thread; OpenAsSelf =
+   * TRUE opens it with the process's own rights, which an
+   * identification-level token requires. */
   if (ImpersonateNamedPipeClient(pipe)) {
     if (!OpenThreadToken(GetCurrentThread(), TOKEN_QUERY, TRUE, &tok))
       tok = NULL;
@@ -64,8 +66,11 @@ void duct__win_client_user(HANDLE pipe, DWORD pid, char *buf, size_t cap) {
         return;
     }
   }
-  /* Fallback (Wine, or a client that refused identification): the token
-   * of the client's process. Weaker - a process id can be reused after
+  /* Fallback: the token of the client's process. A foreign client that
+   * opened the pipe with dynamic tracking (the default without
+   * SECURITY_SQOS_PRESENT) cannot be impersonated until it has written
+   * (ERROR_CANNOT_IMPERSONATE). This is weaker - a client thread may be
+   * impersonating someone else, and a process id can be reused after
    * the client exits - so it is only a fallback. */
   if (pid == 0)
     return;

@@ -53,11 +53,9 @@
  * reply, a GOAWAY) stays readable by the client until it reads
  * ERROR_BROKEN_PIPE, where DisconnectNamedPipe would discard it.
  *
- * Peer identity. Windows lets the server impersonate a client only after
- * it has read a message from the pipe (ERROR_CANNOT_IMPERSONATE before), so
- * the core's open() is called when the first message has arrived, just
- * before that message is delivered; a client that connects and leaves
- * without a word never reaches the core. */
+ * Peer identity is read on the worker that accepts, before open(): the
+ * process id from the pipe, the user from the client's token (security.c).
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,6 +204,24 @@ static DWORD arm_slot(duct__listener *l, slot *s) {
   return e;
 }
 
+/* Closes every listening instance. Lock held. An instance accepts
+ * clients from the moment CreateNamedPipe returns, whether or not a
+ * ConnectNamedPipe is pending, so merely cancelling the accepts would
+ * leave the name open: the instances must go. The cancelled accepts still
+ * complete through the port (ERROR_OPERATION_ABORTED), and on_accept then
+ * finds no handle left to close. */
+static void close_slots(duct__listener *l) {
+  for (int i = 0; i < l->nslots; i++) {
+    slot *s = &l->slots[i];
+    if (s->pipe == NULL)
+      continue;
+    if (s->pending)
+      CancelIoEx(s->pipe, &s->op.ov);
+    CloseHandle(s->pipe);
+    s->pipe = NULL;
+  }
+}
+
 /* ---- connections ---- */
 
 static void conn_unref(duct__conn *c) {
@@ -317,21 +333,6 @@ static void on_read(duct__conn *c, DWORD n, DWORD e) {
     conn_end_err(c, ERROR_OPERATION_ABORTED, "read");
     return;
   }
-  if (!c->opened) {
-    /* The first message: now the client can be identified. */
-    ULONG pid = 0;
-    if (!GetNamedPipeClientProcessId(c->pipe, &pid))
-      pid = 0;
-    c->peer.pid = (uint32_t)pid;
-    duct__win_client_user(c->pipe, pid, c->user, sizeof c->user);
-    c->peer.user = c->user;
-    c->state = l->cb.open(l->core, c, &c->peer);
-    if (c->state == NULL) {
-      conn_end(c, DUCT_PERMISSION_DENIED, NULL);
-      return;
-    }
-    c->opened = 1;
-  }
   size_t len = c->got;
   c->got = 0;
   if (l->cb.message(c->state, c->buf, len) != 0) {
@@ -354,7 +355,8 @@ static void on_accept(duct__listener *l, slot *s, DWORD e) {
   if (!l->accepting || e != 0) {
     /* Cancelled by stop_accepting, or the client left before we looked
      * (ERROR_NO_DATA): retire the instance, re-arm while accepting. */
-    CloseHandle(h);
+    if (h != NULL)
+      CloseHandle(h);
     if (l->accepting)
       arm_slot(l, s);
     if (l->nconns == 0 && l->npending == 0)
@@ -398,6 +400,21 @@ static void on_accept(duct__listener *l, slot *s, DWORD e) {
   l->conns = c;
   l->nconns++;
   ReleaseSRWLockExclusive(&l->lock);
+
+  /* Who is it? The process id comes from the pipe; the user from the
+   * client's token (see security.c for when that needs a fallback). */
+  ULONG pid = 0;
+  if (!GetNamedPipeClientProcessId(c->pipe, &pid))
+    pid = 0;
+  c->peer.pid = (uint32_t)pid;
+  duct__win_client_user(c->pipe, pid, c->user, sizeof c->user);
+  c->state = l->cb.open(l->core, c, &c->peer);
+  if (c->state == NULL) {
+    /* Refused: closed() is not owed; the client reads ERROR_BROKEN_PIPE. */
+    conn_end(c, DUCT_PERMISSION_DENIED, NULL);
+    return;
+  }
+  c->opened = 1;
   post_read(c);
 }
 
@@ -528,6 +545,18 @@ duct_code duct__listen(const char *address, const duct__listen_opts *o,
   l->accepting = 1;
   HANDLE first = create_instance(l, 1);
   DWORD e = first == NULL ? GetLastError() : 0;
+  DWORD instances = 0;
+  if (first != NULL &&
+      GetNamedPipeHandleStateW(first, NULL, &instances, NULL, NULL, NULL, 0) &&
+      instances > 1) {
+    /* Wine (8.0) ignores FILE_FLAG_FIRST_PIPE_INSTANCE and lets anyone add
+     * instances to an existing name. The instance count tells the truth
+     * there too: right after creating "the first" instance it must be
+     * ours alone. On Windows the flag has already refused this case. */
+    CloseHandle(first);
+    first = NULL;
+    e = ERROR_ACCESS_DENIED;
+  }
   if (first == NULL) {
     if (e == ERROR_ACCESS_DENIED || e == ERROR_ALREADY_EXISTS ||
         e == ERROR_PIPE_BUSY) {
@@ -567,9 +596,7 @@ duct_code duct__listen(const char *address, const duct__listen_opts *o,
 
 fail:
   l->accepting = 0;
-  for (int i = 0; i < l->nslots; i++)
-    if (l->slots[i].pending)
-      CancelIoEx(l->slots[i].pipe, &l->slots[i].op.ov);
+  close_slots(l);
   ReleaseSRWLockExclusive(&l->lock);
   wait_idle(l);
   listener_destroy(l);
@@ -599,11 +626,7 @@ void duct__listener_stop_accepting(duct__listener *l) {
   AcquireSRWLockExclusive(&l->lock);
   if (l->accepting) {
     l->accepting = 0;
-    /* The cancelled ConnectNamedPipe calls complete through the port with
-     * ERROR_OPERATION_ABORTED; on_accept then closes the instances. */
-    for (int i = 0; i < l->nslots; i++)
-      if (l->slots[i].pending)
-        CancelIoEx(l->slots[i].pipe, &l->slots[i].op.ov);
+    close_slots(l);
   }
   ReleaseSRWLockExclusive(&l->lock);
 }

@@ -55,9 +55,7 @@ duct_code duct__win_pipe_sd(const duct__listen_opts *o, const wchar_t *name,
                             PSECURITY_DESCRIPTOR *sd, duct__err *err);
 /* The SID string of the user a client pipe end belongs to, into buf
  * (UTF-8; "" if nothing worked). Impersonates the client on the calling
- * thread and reverts; falls back to the client process's token. Must be
- * called after a message has been read from the pipe (Windows refuses to
- * impersonate before that, ERROR_CANNOT_IMPERSONATE). */
+ * thread and reverts; falls back to the client process's token. */
 void duct__win_client_user(HANDLE pipe, DWORD pid, char *buf, size_t cap);
 /* The SID string of this process's user (UTF-8) into buf; 0 on success. */
 int duct__win_self_user(char *buf, size_t cap);
