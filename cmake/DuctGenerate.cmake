@@ -117,6 +117,7 @@ function(duct_generate target)
     endif()
   endforeach()
 
+  string(REPLACE ";" " " names "${rel_protos}")
   add_custom_command(
     OUTPUT ${outputs}
     COMMAND ${CMAKE_COMMAND} -E make_directory ${G_OUT_DIR}
@@ -124,7 +125,7 @@ function(duct_generate target)
     COMMAND ${DUCT_PROTOC} ${iflags} --plugin=protoc-gen-duct=${plugin}
             --duct_out=${G_OUT_DIR} ${rel_protos}
     DEPENDS ${abs_protos} ${plugin_deps}
-    COMMENT "duct_generate(${target}): ${rel_protos}"
+    COMMENT "duct_generate(${target}): ${names}"
     VERBATIM)
   target_sources(${target} PRIVATE ${sources})
   target_include_directories(${target} PUBLIC ${G_OUT_DIR})
