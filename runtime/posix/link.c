@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,6 +50,17 @@ duct_code duct__link_open(const char *address, int64_t deadline_ms,
 
   int backoff = 1;
   for (;;) {
+    if (is_name) {
+      /* duct's own directory must be ours, as the server checks: in /tmp
+       * another user could create /tmp/duct-<uid> first and serve our
+       * names from it. Absent is fine: the server may not be up yet. */
+      struct stat st;
+      if (lstat(dir, &st) == 0 && (!S_ISDIR(st.st_mode) || st.st_uid != geteuid()))
+        return duct__posix_failf(err, DUCT_PERMISSION_DENIED,
+                                 "socket directory %s is not a directory "
+                                 "owned by us (uid %lu); refusing to connect",
+                                 dir, (unsigned long)geteuid());
+    }
     int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
       return duct__posix_fail(err, errno, "socket(AF_UNIX, SOCK_SEQPACKET)",

@@ -106,6 +106,7 @@ struct duct__listener {
    * fd, so an fd number is never used after close. */
   duct__mutex accept_mu;
   int lfd; /* -1 once stopped */
+  int accept_paused; /* left disarmed after EMFILE; the tick re-arms */
 
   /* mu guards the connection list, the count and `freeing`; cv is
    * signalled when the count drops to 0 while freeing. */
@@ -344,6 +345,13 @@ static void conn_readable(worker *w, duct__conn *c) {
 
 /* ---- accepting ---- */
 
+/* Under accept_mu, with lfd open. */
+static void arm_listener(duct__listener *l) {
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT,
+                           .data.ptr = &l->listen_src};
+  epoll_ctl(l->epfd, EPOLL_CTL_MOD, l->lfd, &ev);
+}
+
 static void listener_readable(worker *w) {
   duct__listener *l = w->l;
   duct__mutex_lock(&l->accept_mu);
@@ -352,15 +360,18 @@ static void listener_readable(worker *w) {
     return;
   }
   int fd = accept4(l->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-  struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT,
-                           .data.ptr = &l->listen_src};
-  epoll_ctl(l->epfd, EPOLL_CTL_MOD, l->lfd, &ev);
-  duct__mutex_unlock(&l->accept_mu);
-  if (fd < 0) {
-    /* EAGAIN: another worker took it. EMFILE and friends: nothing to do
-     * but try again at the next event; the core is not involved. */
-    return;
+  int e = fd < 0 ? errno : 0;
+  if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+    /* Out of descriptors or memory: the connection stays in the backlog
+     * and the socket stays readable, so re-arming now would spin every
+     * worker on it. The next tick re-arms instead (a 100 ms back-off). */
+    l->accept_paused = 1;
+  } else {
+    arm_listener(l);
   }
+  duct__mutex_unlock(&l->accept_mu);
+  if (fd < 0)
+    return; /* EAGAIN: another worker took it; the core is not involved */
 
   duct__conn *c = calloc(1, sizeof *c);
   struct ucred cr;
@@ -431,6 +442,11 @@ static void tick_due(duct__listener *l) {
    * a oneshot event but is harmless. */
   if (read(l->timerfd, &expirations, sizeof expirations) > 0 && l->cb.tick)
     l->cb.tick(l->core);
+  duct__mutex_lock(&l->accept_mu);
+  if (l->accept_paused && l->lfd >= 0)
+    arm_listener(l);
+  l->accept_paused = 0;
+  duct__mutex_unlock(&l->accept_mu);
   struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT,
                            .data.ptr = &l->timer_src};
   epoll_ctl(l->epfd, EPOLL_CTL_MOD, l->timerfd, &ev);
@@ -566,6 +582,16 @@ duct_code duct__listen(const char *address, const duct__listen_opts *o,
     l->ino = st.st_ino;
   }
   char what[DUCT__POSIX_PATH_MAX + 16];
+  snprintf(what, sizeof what, "chmod %s", l->path);
+  /* connect() needs write permission on the socket file, which bind()
+   * created with the umask's mode (often 0755: nobody else may connect,
+   * not even the group). Set it to match the directory's policy. This is
+   * done before listen(), while a connect would be refused anyway, so
+   * there is no moment with looser access. */
+  if (chmod(l->path, o->allow_group ? 0660 : 0600) != 0) {
+    rc = duct__posix_fail(err, errno, what, NULL);
+    goto fail;
+  }
   snprintf(what, sizeof what, "listen %s", l->path);
   if (listen(l->lfd, SOMAXCONN) != 0) {
     rc = duct__posix_fail(err, errno, what, NULL);

@@ -267,6 +267,7 @@ static void test_name_dir_modes(void **state) {
   assert_int_equal(listen_at("modes", &o, &k, &l, &err), DUCT_OK);
   assert_int_equal(mode_of(dir) & 07777, 0700);
   assert_true(S_ISSOCK(mode_of(sock)));
+  assert_int_equal(mode_of(sock) & 0777, 0600);
   assert_int_equal(ping("modes"), DUCT_OK);
   duct__listener_free(l);
   assert_false(exists(sock));
@@ -275,6 +276,7 @@ static void test_name_dir_modes(void **state) {
   o.allow_group = 1;
   assert_int_equal(listen_at("modes", &o, &k, &l, &err), DUCT_OK);
   assert_int_equal(mode_of(dir) & 07777, 0750);
+  assert_int_equal(mode_of(sock) & 0777, 0660);
   duct__listener_free(l);
 
   /* Too loose (left by someone's umask or an old run): corrected. */
@@ -292,6 +294,9 @@ static void test_name_dir_modes(void **state) {
   assert_int_equal(symlink(elsewhere, dir), 0);
   assert_int_equal(listen_at("modes", &o, &k, &l, &err), DUCT_PERMISSION_DENIED);
   assert_non_null(strstr(err.text, dir));
+  duct__link *lk = NULL;
+  assert_int_equal(duct__link_open("modes", duct__now_ms() + 100, &lk, &err),
+                   DUCT_PERMISSION_DENIED);
   assert_int_equal(unlink(dir), 0);
 
   /* Owned by another user: refused (only testable as root). */
@@ -301,6 +306,10 @@ static void test_name_dir_modes(void **state) {
     assert_int_equal(listen_at("modes", &o, &k, &l, &err),
                      DUCT_PERMISSION_DENIED);
     assert_non_null(strstr(err.text, "owned by uid 65534"));
+    /* A client will not connect through it either. */
+    duct__link *c = NULL;
+    assert_int_equal(duct__link_open("modes", duct__now_ms() + 100, &c, &err),
+                     DUCT_PERMISSION_DENIED);
     assert_int_equal(rmdir(dir), 0);
   }
   unsetenv("XDG_RUNTIME_DIR");
