@@ -118,7 +118,7 @@ static duct_code link_new(duct_channel *ch, int64_t deadline, clink **out, char 
     char text[DUCT__MAX_ERROR_TEXT + 1];
     payload_text(text, sizeof text, k->rxbuf + DUCT__HEADER_SIZE, f.payload_len);
     rc = f.status ? (duct_code)f.status : DUCT_UNAVAILABLE;
-    snprintf(msg, msgcap, "server refused the connection: %s", text);
+    snprintf(msg, msgcap, "server refused the connection: %.200s", text);
   } else if (f.type != DUCT__HELLO) {
     rc = DUCT_INTERNAL;
     snprintf(msg, msgcap, "server at %s did not answer HELLO", ch->address);

@@ -1,0 +1,133 @@
+/* The per-call arena (alignment, growth, reuse without allocation) and
+ * the message builders shared by server and client. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "runtime/arena.h"
+#include "runtime/wire.h"
+
+static void test_arena_alignment_and_growth(void **state) {
+  (void)state;
+  duct__arena a;
+  duct__arena_init(&a, 4096);
+  for (size_t n = 1; n < 3000; n += 37) {
+    uint8_t *p = duct__arena_alloc(&a, n);
+    assert_non_null(p);
+    assert_int_equal((uintptr_t)p % 16, 0);
+    memset(p, 0xAB, n); /* ASan flags an overrun of the block */
+  }
+  uint8_t *big = duct__arena_alloc(&a, 1u << 20);
+  assert_non_null(big);
+  memset(big, 1, 1u << 20);
+  duct__arena_free(&a);
+}
+
+static void test_arena_reset_keeps_first_block(void **state) {
+  (void)state;
+  duct__arena a;
+  duct__arena_init(&a, 4096);
+  void *first = duct__arena_alloc(&a, 100);
+  (void)duct__arena_alloc(&a, 10000); /* a second block */
+  duct__arena_reset(&a);
+  assert_non_null(a.head);
+  /* Memory is handed out again from the start of the kept block. */
+  assert_ptr_equal(duct__arena_alloc(&a, 100), first);
+  duct__arena_free(&a);
+}
+
+static void test_arena_oversized_first_block_not_kept(void **state) {
+  (void)state;
+  duct__arena a;
+  duct__arena_init(&a, 4096);
+  (void)duct__arena_alloc(&a, 100000);
+  duct__arena_reset(&a);
+  assert_null(a.head);
+  duct__arena_free(&a);
+}
+
+static void test_arena_as_protobuf_allocator(void **state) {
+  (void)state;
+  duct__arena a;
+  duct__arena_init(&a, 1024);
+  void *p = a.pc.alloc(a.pc.allocator_data, 64);
+  assert_non_null(p);
+  a.pc.free(a.pc.allocator_data, p); /* a no-op, never a double free */
+  duct__arena_free(&a);
+}
+
+static void test_text_frames(void **state) {
+  (void)state;
+  uint8_t msg[DUCT__TEXT_MSG_MAX];
+  size_t n = duct__wire_text(msg, DUCT__RESPONSE, 7, 9, DUCT_NOT_FOUND, "no key");
+  duct__frame f;
+  const char *why;
+  assert_int_equal(duct__frame_decode(msg, n, &f, &why), DUCT_OK);
+  assert_int_equal(f.status, DUCT_NOT_FOUND);
+  assert_int_equal(f.payload_len, 6);
+  assert_memory_equal(msg + DUCT__HEADER_SIZE, "no key", 6);
+
+  /* 1023 ASCII bytes then a 3-byte character: the cut lands before it. */
+  char text[1100];
+  memset(text, 'a', 1023);
+  memcpy(text + 1023, "\xe2\x82\xac", 3);
+  text[1026] = '\0';
+  n = duct__wire_text(msg, DUCT__GOAWAY, 0, 0, DUCT_UNAVAILABLE, text);
+  assert_int_equal(n, DUCT__HEADER_SIZE + 1023);
+  assert_int_equal(duct__frame_decode(msg, n, &f, &why), DUCT_OK);
+}
+
+static void test_hello_message(void **state) {
+  (void)state;
+  uint8_t msg[DUCT__HELLO_MSG_SIZE];
+  duct__wire_hello(msg, 65536, 12345);
+  duct__frame f;
+  duct__hello h;
+  const char *why;
+  assert_int_equal(duct__frame_decode(msg, sizeof msg, &f, &why), DUCT_OK);
+  assert_int_equal(f.type, DUCT__HELLO);
+  assert_int_equal(duct__hello_decode(msg + DUCT__HEADER_SIZE, f.payload_len, &h, &why), DUCT_OK);
+  assert_int_equal(h.max_frame, 65536);
+  assert_int_equal(h.max_message, 12345);
+}
+
+static void test_frag_pieces(void **state) {
+  (void)state;
+  static uint8_t buf[DUCT__HEADER_SIZE + 200];
+  uint8_t *payload = buf + DUCT__HEADER_SIZE;
+  duct__frame tmpl = {DUCT__VERSION, DUCT__REQUEST, 0, 1, 5, 0, 0, 0};
+  uint8_t hdr[DUCT__HEADER_SIZE];
+  duct__iov iov[2];
+  /* Single frame with header room: one contiguous piece, header in place. */
+  assert_int_equal(duct__wire_frag(&tmpl, payload, 200, 65536, 0, 1, hdr, iov), 1);
+  assert_ptr_equal(iov[0].base, buf);
+  assert_int_equal(iov[0].len, DUCT__HEADER_SIZE + 200);
+  /* Frames of 132 bytes (100 payload): two pieces each, header apart. */
+  assert_int_equal(duct__wire_frag(&tmpl, payload, 200, 132, 1, 1, hdr, iov), 2);
+  assert_ptr_equal(iov[1].base, payload + 100);
+  assert_int_equal(iov[1].len, 100);
+  duct__frame f;
+  const char *why;
+  uint8_t whole[132];
+  memcpy(whole, hdr, DUCT__HEADER_SIZE);
+  memcpy(whole + DUCT__HEADER_SIZE, iov[1].base, 100);
+  assert_int_equal(duct__frame_decode(whole, sizeof whole, &f, &why), DUCT_OK);
+  assert_int_equal(f.flags, 0); /* the last of two */
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_arena_alignment_and_growth),
+      cmocka_unit_test(test_arena_reset_keeps_first_block),
+      cmocka_unit_test(test_arena_oversized_first_block_not_kept),
+      cmocka_unit_test(test_arena_as_protobuf_allocator),
+      cmocka_unit_test(test_text_frames),
+      cmocka_unit_test(test_hello_message),
+      cmocka_unit_test(test_frag_pieces),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
