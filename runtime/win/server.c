@@ -554,8 +554,13 @@ duct_code duct__listen(const char *address, const duct__listen_opts *o,
      * there too: right after creating "the first" instance it must be
      * ours alone. On Windows the flag has already refused this case. */
     CloseHandle(first);
-    first = NULL;
-    e = ERROR_ACCESS_DENIED;
+    ReleaseSRWLockExclusive(&l->lock);
+    rc = duct__win_msg(err, DUCT_ALREADY_EXISTS,
+                       "%s: the pipe name is already owned by another server "
+                       "or process (%lu other instances exist)",
+                       l->pname, (unsigned long)(instances - 1));
+    listener_destroy(l);
+    return rc;
   }
   if (first == NULL) {
     if (e == ERROR_ACCESS_DENIED || e == ERROR_ALREADY_EXISTS ||
