@@ -89,6 +89,17 @@ duct_code duct_server_stop(duct_server *s, int drain_ms);
 /* Stops (with no drain) if still running, and frees. NULL is allowed. */
 void duct_server_free(duct_server *s);
 
+/* ---- For a program's main thread ---- */
+
+/* From now on, the process's stop requests are caught instead of ending it:
+ * SIGINT and SIGTERM on POSIX; Ctrl-C, Ctrl-Break and console close on
+ * Windows. Call it early in main. DUCT_INTERNAL if the system refuses. */
+duct_code duct_stop_signals_catch(void);
+
+/* Blocks until one of those requests arrives (returns at once if one
+ * already did), then returns, so main can call duct_server_stop. */
+void duct_stop_signals_wait(void);
+
 /* ---- In a handler ---- */
 
 /* The `user` pointer given to duct_server_add for this service. */
