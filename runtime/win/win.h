@@ -3,6 +3,9 @@
 #ifndef DUCT_RUNTIME_WIN_WIN_H
 #define DUCT_RUNTIME_WIN_WIN_H
 
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
 #include <windows.h>
 
 #include "runtime/transport.h"
