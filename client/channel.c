@@ -44,10 +44,7 @@ struct duct_channel {
 
 /* Fills the caller's status (if any) and returns code. */
 static duct_code finish(const duct_call_opts *o, duct_code code, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
+    DUCT_PRINTF_FORMAT(3, 4);
 static duct_code finish(const duct_call_opts *o, duct_code code, const char *fmt, ...) {
   if (o && o->status) {
     o->status->code = code;

@@ -11,9 +11,6 @@ typedef struct duct__logger {
 } duct__logger;
 
 void duct__log(const duct__logger *lg, duct_log_level level, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
+    DUCT_PRINTF_FORMAT(3, 4);
 
 #endif

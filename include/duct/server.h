@@ -121,10 +121,7 @@ ProtobufCAllocator *duct_ctx_allocator(duct_ctx *ctx);
 /* Sets the message sent with a failing code and returns `code`, so a
  * handler can `return duct_ctx_fail(ctx, DUCT_NOT_FOUND, "no key %s", k);` */
 duct_code duct_ctx_fail(duct_ctx *ctx, duct_code code, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
+    DUCT_PRINTF_FORMAT(3, 4);
 
 #ifdef __cplusplus
 }

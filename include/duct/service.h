@@ -18,6 +18,17 @@
 extern "C" {
 #endif
 
+/* printf-style checking of duct's format arguments. mingw-w64's gcc checks
+ * plain `printf` against Microsoft's dialect (no %zu), while duct builds
+ * with mingw's C99 stdio, so it asks for the GNU dialect there. */
+#if defined(__MINGW32__)
+#define DUCT_PRINTF_FORMAT(fmt, args) __attribute__((format(gnu_printf, fmt, args)))
+#elif defined(__GNUC__)
+#define DUCT_PRINTF_FORMAT(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define DUCT_PRINTF_FORMAT(fmt, args)
+#endif
+
 /* The per-call context a handler receives; see duct/server.h. */
 typedef struct duct_ctx duct_ctx;
 

@@ -1,0 +1,152 @@
+/* duct-probe-server: the helper process of the end-to-end tests.
+ *   duct-probe-server ADDRESS [--max-message N] [--idle-ms N] [--workers N]
+ *     serves duct.test.Probe until its Shutdown method is called, then
+ *     stops with a 5 s drain and exits 0; exit 2 if it cannot listen.
+ *   duct-probe-server --client ADDRESS MS
+ *     calls Sleep(MS) on ADDRESS and exits 0 (a client to kill mid-call). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <duct/duct.h>
+
+#include "probe.duct.h"
+#include "runtime/sys.h"
+
+static duct__mutex mu;
+static duct__cond cv;
+static unsigned sleeping, last_auth_pid;
+static int shutdown_requested;
+
+static duct_code echo(duct_ctx *ctx, const Duct__Test__Blob *req, Duct__Test__Blob *reply) {
+  (void)ctx;
+  reply->data = req->data; /* the request outlives the reply's packing */
+  reply->tag = req->tag;
+  return DUCT_OK;
+}
+
+static duct_code do_sleep(duct_ctx *ctx, const Duct__Test__SleepRequest *req,
+                          Duct__Test__SleepReply *reply) {
+  reply->remaining_ms = duct_ctx_remaining_ms(ctx);
+  duct__mutex_lock(&mu);
+  sleeping++;
+  int64_t until = duct__now_ms() + req->ms;
+  /* Nothing signals this wait but the clock: it models a slow handler. */
+  while (duct__now_ms() < until)
+    duct__cond_wait(&cv, &mu, until);
+  sleeping--;
+  duct__mutex_unlock(&mu);
+  return DUCT_OK;
+}
+
+static duct_code fail(duct_ctx *ctx, const Duct__Test__FailRequest *req, Duct__Test__Empty *reply) {
+  (void)reply;
+  return duct_ctx_fail(ctx, (duct_code)req->code, "%s", req->message);
+}
+
+static duct_code stats(duct_ctx *ctx, const Duct__Test__Empty *req, Duct__Test__Stats *reply) {
+  (void)ctx;
+  (void)req;
+  duct__mutex_lock(&mu);
+  reply->sleeping = sleeping;
+  reply->last_auth_pid = last_auth_pid;
+  duct__mutex_unlock(&mu);
+  return DUCT_OK;
+}
+
+static duct_code whoami(duct_ctx *ctx, const Duct__Test__Empty *req, Duct__Test__PeerInfo *reply) {
+  (void)req;
+  const duct_peer *p = duct_ctx_peer(ctx);
+  reply->pid = p->pid;
+  reply->uid = p->uid;
+  reply->has_uid = p->has_uid;
+  reply->user = duct_ctx_strdup(ctx, p->user);
+  reply->server_pid = duct__getpid();
+  return DUCT_OK;
+}
+
+static duct_code do_shutdown(duct_ctx *ctx, const Duct__Test__Empty *req, Duct__Test__Empty *reply) {
+  (void)ctx;
+  (void)req;
+  (void)reply;
+  duct__mutex_lock(&mu);
+  shutdown_requested = 1;
+  duct__cond_broadcast(&cv);
+  duct__mutex_unlock(&mu);
+  return DUCT_OK;
+}
+
+static duct_code forbidden(duct_ctx *ctx, const Duct__Test__Empty *req, Duct__Test__Empty *reply) {
+  (void)req;
+  (void)reply;
+  return duct_ctx_fail(ctx, DUCT_INTERNAL, "the authorization hook should have refused this");
+}
+
+static duct_code authorize(void *user, const duct_peer *peer, const duct_method *m) {
+  (void)user;
+  duct__mutex_lock(&mu);
+  last_auth_pid = peer->pid;
+  duct__mutex_unlock(&mu);
+  return strcmp(m->name, "/duct.test.Probe/Forbidden") ? DUCT_OK : DUCT_PERMISSION_DENIED;
+}
+
+static const duct_test_probe_handlers handlers = {
+    .echo = echo, .sleep = do_sleep, .fail = fail, .get_stats = stats,
+    .whoami = whoami, .shutdown = do_shutdown, .forbidden = forbidden,
+};
+
+static int run_client(const char *address, unsigned ms) {
+  duct_channel *ch;
+  duct_channel_opts co = {.connect_timeout_ms = 20000};
+  if (duct_channel_open(address, &co, &ch) != DUCT_OK)
+    return 2;
+  Duct__Test__SleepRequest req = DUCT__TEST__SLEEP_REQUEST__INIT;
+  Duct__Test__SleepReply *reply;
+  req.ms = ms;
+  duct_code rc = duct_test_probe_sleep(ch, &req, &reply, NULL);
+  if (rc == DUCT_OK)
+    duct__test__sleep_reply__free_unpacked(reply, NULL);
+  duct_channel_close(ch);
+  return rc == DUCT_OK ? 0 : 3;
+}
+
+int main(int argc, char **argv) {
+  duct__mutex_init(&mu);
+  duct__cond_init(&cv);
+  if (argc == 4 && !strcmp(argv[1], "--client"))
+    return run_client(argv[2], (unsigned)atoi(argv[3]));
+  if (argc < 2 || argc % 2 != 0) {
+    fprintf(stderr, "usage: %s ADDRESS [--max-message N] [--idle-ms N] [--workers N]\n", argv[0]);
+    return 64;
+  }
+  duct_server_opts o = {.authorize = authorize, .workers = 4};
+  for (int i = 2; i + 1 < argc; i += 2) {
+    unsigned v = (unsigned)atoi(argv[i + 1]);
+    if (!strcmp(argv[i], "--max-message"))
+      o.max_message_size = v;
+    else if (!strcmp(argv[i], "--idle-ms"))
+      o.idle_timeout_ms = v;
+    else if (!strcmp(argv[i], "--workers"))
+      o.workers = (int)v;
+  }
+  duct_server *s;
+  duct_code rc = duct_server_new(&o, &s);
+  if (rc == DUCT_OK)
+    rc = duct_test_probe_register(s, &handlers, NULL);
+  if (rc == DUCT_OK)
+    rc = duct_server_listen(s, argv[1]);
+  if (rc == DUCT_OK)
+    rc = duct_server_start(s);
+  if (rc != DUCT_OK) {
+    fprintf(stderr, "duct-probe-server: %s: %s\n", argv[1], duct_code_name(rc));
+    duct_server_free(s);
+    return 2;
+  }
+  duct__mutex_lock(&mu);
+  while (!shutdown_requested)
+    duct__cond_wait(&cv, &mu, -1);
+  duct__mutex_unlock(&mu);
+  rc = duct_server_stop(s, 5000);
+  duct_server_free(s);
+  return rc == DUCT_OK ? 0 : 1;
+}

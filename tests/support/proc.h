@@ -1,0 +1,34 @@
+/* tests/support/proc.h - helper processes for end-to-end tests, the same
+ * on both platforms (proc_posix.c, proc_win.c; CMake picks one). */
+#ifndef DUCT_TEST_PROC_H
+#define DUCT_TEST_PROC_H
+
+#include <stdint.h>
+
+typedef struct test_proc test_proc;
+
+/* The path of program `name` (no extension) in the directory of the
+ * running test executable, which is where every duct program is built.
+ * Static storage: copy it before calling again. */
+const char *test_sibling_exe(const char *argv0, const char *name);
+
+/* Starts exe with args (argv[0] is supplied), inheriting stdio. NULL on
+ * failure. */
+test_proc *test_proc_start(const char *exe, const char *const *args, int nargs);
+/* Process id of the child. */
+uint32_t test_proc_pid(const test_proc *p);
+/* Kills the child at once (SIGKILL / TerminateProcess). */
+void test_proc_kill(test_proc *p);
+/* Asks the child to stop gracefully (SIGTERM; on Windows a console
+ * Ctrl-Break is not deliverable to a specific child, so this kills). */
+void test_proc_term(test_proc *p);
+/* Waits up to timeout_ms for the child to exit. Returns its exit code, or
+ * -1 on timeout (the child is then killed), -2 if it died by a signal. */
+int test_proc_wait(test_proc *p, int timeout_ms);
+/* Frees the handle; kills the child if still running. */
+void test_proc_free(test_proc *p);
+
+/* A unique address for this test run: "duct-e2e-<pid>-<tag>". Static. */
+const char *test_address(const char *tag);
+
+#endif

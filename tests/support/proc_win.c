@@ -1,0 +1,102 @@
+#define WIN32_LEAN_AND_MEAN
+#include <windows.h>
+
+#include "proc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct test_proc {
+  PROCESS_INFORMATION pi;
+  int done;
+};
+
+const char *test_sibling_exe(const char *argv0, const char *name) {
+  static char path[MAX_PATH * 3];
+  char self[MAX_PATH * 3];
+  (void)argv0;
+  DWORD n = GetModuleFileNameA(NULL, self, (DWORD)sizeof self);
+  if (n == 0 || n >= sizeof self)
+    snprintf(self, sizeof self, ".\\x");
+  char *slash = strrchr(self, '\\');
+  if (slash)
+    *slash = '\0';
+  snprintf(path, sizeof path, "%s\\%s.exe", self, name);
+  return path;
+}
+
+/* Quotes one argument by the rules CommandLineToArgvW undoes. */
+static void append_arg(char *cmd, size_t cap, const char *a) {
+  size_t n = strlen(cmd);
+  if (n + 3 >= cap)
+    return;
+  cmd[n++] = ' ';
+  cmd[n++] = '"';
+  for (; *a && n + 3 < cap; a++) {
+    if (*a == '"')
+      cmd[n++] = '\\';
+    cmd[n++] = *a;
+  }
+  cmd[n++] = '"';
+  cmd[n] = '\0';
+}
+
+test_proc *test_proc_start(const char *exe, const char *const *args, int nargs) {
+  char cmd[8192];
+  snprintf(cmd, sizeof cmd, "\"%s\"", exe);
+  for (int i = 0; i < nargs; i++)
+    append_arg(cmd, sizeof cmd, args[i]);
+  test_proc *p = calloc(1, sizeof *p);
+  if (!p)
+    return NULL;
+  STARTUPINFOA si;
+  memset(&si, 0, sizeof si);
+  si.cb = sizeof si;
+  if (!CreateProcessA(exe, cmd, NULL, NULL, FALSE, 0, NULL, NULL, &si, &p->pi)) {
+    fprintf(stderr, "CreateProcess %s: error %lu\n", exe, GetLastError());
+    free(p);
+    return NULL;
+  }
+  return p;
+}
+
+uint32_t test_proc_pid(const test_proc *p) { return (uint32_t)p->pi.dwProcessId; }
+
+void test_proc_kill(test_proc *p) {
+  if (!p->done)
+    TerminateProcess(p->pi.hProcess, 137);
+}
+
+void test_proc_term(test_proc *p) { test_proc_kill(p); }
+
+int test_proc_wait(test_proc *p, int timeout_ms) {
+  if (WaitForSingleObject(p->pi.hProcess, (DWORD)timeout_ms) != WAIT_OBJECT_0) {
+    TerminateProcess(p->pi.hProcess, 137);
+    WaitForSingleObject(p->pi.hProcess, INFINITE);
+    p->done = 1;
+    return -1;
+  }
+  p->done = 1;
+  DWORD code = 0;
+  GetExitCodeProcess(p->pi.hProcess, &code);
+  return (int)code;
+}
+
+void test_proc_free(test_proc *p) {
+  if (!p)
+    return;
+  if (!p->done) {
+    TerminateProcess(p->pi.hProcess, 137);
+    WaitForSingleObject(p->pi.hProcess, INFINITE);
+  }
+  CloseHandle(p->pi.hThread);
+  CloseHandle(p->pi.hProcess);
+  free(p);
+}
+
+const char *test_address(const char *tag) {
+  static char buf[128];
+  snprintf(buf, sizeof buf, "duct-e2e-%lu-%s", (unsigned long)GetCurrentProcessId(), tag);
+  return buf;
+}
