@@ -16,6 +16,7 @@
 #include "runtime/sys.h"
 #include "runtime/transport.h"
 #include "runtime/wire.h"
+#include "runtime/alloc.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000u
 #define DEFAULT_MAX_CONNECTIONS 64u
@@ -66,9 +67,9 @@ static void link_free(clink *k) {
     return;
   duct__link_close(k->l);
   duct__reasm_free(&k->rx);
-  free(k->rxbuf);
-  free(k->txbuf);
-  free(k);
+  duct__free(k->rxbuf);
+  duct__free(k->txbuf);
+  duct__free(k);
 }
 
 /* Copies a text payload (error RESPONSE, GOAWAY) into buf as a string. */
@@ -82,9 +83,9 @@ static void payload_text(char *buf, size_t cap, const uint8_t *p, size_t n) {
 /* Connects and exchanges HELLOs. On failure msg says why. */
 static duct_code link_new(duct_channel *ch, int64_t deadline, clink **out, char *msg,
                           size_t msgcap) {
-  clink *k = calloc(1, sizeof *k);
-  if (!k || !(k->rxbuf = malloc(DUCT__DEFAULT_MAX_FRAME))) {
-    free(k);
+  clink *k = duct__calloc(1, sizeof *k);
+  if (!k || !(k->rxbuf = duct__malloc(DUCT__DEFAULT_MAX_FRAME))) {
+    duct__free(k);
     snprintf(msg, msgcap, "out of memory");
     return DUCT_RESOURCE_EXHAUSTED;
   }
@@ -144,9 +145,9 @@ duct_code duct_channel_open(const char *address, const duct_channel_opts *o,
   *out = NULL;
   if (!address || !*address)
     return DUCT_INVALID_ARGUMENT;
-  duct_channel *ch = calloc(1, sizeof *ch);
-  if (!ch || !(ch->address = malloc(strlen(address) + 1))) {
-    free(ch);
+  duct_channel *ch = duct__calloc(1, sizeof *ch);
+  if (!ch || !(ch->address = duct__malloc(strlen(address) + 1))) {
+    duct__free(ch);
     return DUCT_RESOURCE_EXHAUSTED;
   }
   strcpy(ch->address, address);
@@ -188,8 +189,8 @@ void duct_channel_close(duct_channel *ch) {
   }
   duct__cond_destroy(&ch->cv);
   duct__mutex_destroy(&ch->mu);
-  free(ch->address);
-  free(ch);
+  duct__free(ch->address);
+  duct__free(ch);
 }
 
 /* Borrows an idle link, or opens one if the pool has room, or waits. */
@@ -296,7 +297,7 @@ duct_code duct_call_unary(duct_channel *ch, const duct_method *m, const Protobuf
   }
   if (DUCT__HEADER_SIZE + len > k->txcap) {
     /* Grows only: a steady stream of calls of one size allocates nothing. */
-    uint8_t *nb = realloc(k->txbuf, DUCT__HEADER_SIZE + len);
+    uint8_t *nb = duct__realloc(k->txbuf, DUCT__HEADER_SIZE + len);
     if (!nb) {
       release(ch, k, 1);
       return finish(o, DUCT_RESOURCE_EXHAUSTED, "out of memory packing the request");

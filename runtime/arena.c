@@ -1,10 +1,11 @@
-/* Bump allocator in blocks. protobuf-c calls free() on the allocator for
+/* Bump allocator in blocks. protobuf-c calls duct__free() on the allocator for
  * each field when it gives up half way through an unpack; that is a no-op
  * here, since the reset reclaims everything at once. */
 #include "arena.h"
 
 #include <stdint.h>
 #include <stdlib.h>
+#include "runtime/alloc.h"
 
 #define ALIGN 16u
 
@@ -42,7 +43,7 @@ void *duct__arena_alloc(duct__arena *a, size_t n) {
       size = need;
     if (size > SIZE_MAX - HDR)
       return NULL;
-    b = malloc(HDR + size);
+    b = duct__malloc(HDR + size);
     if (!b)
       return NULL;
     b->size = size;
@@ -59,13 +60,13 @@ void duct__arena_reset(duct__arena *a) {
   /* The oldest block is the kept one (it was allocated first). */
   while (a->head && a->head->next) {
     duct__arena_block *next = a->head->next;
-    free(a->head);
+    duct__free(a->head);
     a->head = next;
   }
   if (a->head) {
     if (a->head->size != a->keep) {
       /* The first block was sized for one big call: do not keep it. */
-      free(a->head);
+      duct__free(a->head);
       a->head = NULL;
     } else {
       a->head->used = 0;
@@ -76,7 +77,7 @@ void duct__arena_reset(duct__arena *a) {
 void duct__arena_free(duct__arena *a) {
   while (a->head) {
     duct__arena_block *next = a->head->next;
-    free(a->head);
+    duct__free(a->head);
     a->head = next;
   }
 }

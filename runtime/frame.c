@@ -5,6 +5,7 @@
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
+#include "runtime/alloc.h"
 
 static_assert(DUCT__HEADER_SIZE == 32, "the wire header is 32 bytes");
 static_assert(DUCT__DEFAULT_MAX_FRAME > DUCT__HEADER_SIZE, "room for payload");
@@ -182,7 +183,7 @@ void duct__reasm_init(duct__reasm *r, uint32_t max_message) {
 }
 
 void duct__reasm_free(duct__reasm *r) {
-  free(r->buf);
+  duct__free(r->buf);
   r->buf = NULL;
   r->len = r->cap = 0;
   r->active = r->discard = 0;
@@ -193,7 +194,7 @@ static void reasm_end(duct__reasm *r) {
   r->active = r->discard = 0;
   r->len = 0;
   if (r->cap > REASM_KEEP) {
-    free(r->buf);
+    duct__free(r->buf);
     r->buf = NULL;
     r->cap = 0;
   }
@@ -210,7 +211,7 @@ static int reasm_append(duct__reasm *r, const uint8_t *p, size_t n) {
       cap *= 2;
     if (cap > r->max_message)
       cap = r->max_message;
-    uint8_t *nb = realloc(r->buf, cap);
+    uint8_t *nb = duct__realloc(r->buf, cap);
     if (!nb)
       return -1;
     r->buf = nb;

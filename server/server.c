@@ -16,6 +16,7 @@
 #include "runtime/sys.h"
 #include "runtime/transport.h"
 #include "runtime/wire.h"
+#include "runtime/alloc.h"
 
 #define DEFAULT_MAX_CONNECTIONS 1024u
 #define DEFAULT_IDLE_TIMEOUT_MS 10000u
@@ -354,7 +355,7 @@ static int on_message(void *state, const uint8_t *msg, size_t len) {
 
 static void *on_open(void *core, duct__conn *c, const duct_peer *peer) {
   duct_server *s = core;
-  sconn *sc = calloc(1, sizeof *sc);
+  sconn *sc = duct__calloc(1, sizeof *sc);
   if (!sc) {
     duct__log(&s->log, DUCT_LOG_ERROR, "out of memory accepting pid %u", (unsigned)peer->pid);
     return NULL;
@@ -368,7 +369,7 @@ static void *on_open(void *core, duct__conn *c, const duct_peer *peer) {
   if (s->stopping) {
     duct__mutex_unlock(&s->mu);
     duct__reasm_free(&sc->rx);
-    free(sc);
+    duct__free(sc);
     return NULL;
   }
   /* Waiting for HELLO counts as a partial message for the idle timeout. */
@@ -399,7 +400,7 @@ static void on_closed(void *state, duct_code why, const char *detail) {
   duct__mutex_unlock(&s->mu);
   duct__reasm_free(&sc->rx);
   duct__arena_free(&sc->arena);
-  free(sc);
+  duct__free(sc);
 }
 
 /* Disconnects peers that began a message (or the HELLO) and stalled. */
@@ -441,7 +442,7 @@ duct_code duct_server_new(const duct_server_opts *o, duct_server **out) {
     d.max_message_size = DUCT__DEFAULT_MAX_MESSAGE;
   if (!d.idle_timeout_ms)
     d.idle_timeout_ms = DEFAULT_IDLE_TIMEOUT_MS;
-  duct_server *s = calloc(1, sizeof *s);
+  duct_server *s = duct__calloc(1, sizeof *s);
   if (!s)
     return DUCT_RESOURCE_EXHAUSTED;
   s->o = d;
@@ -480,7 +481,7 @@ duct_code duct_server_add(duct_server *s, const duct_service *svc, const void *h
         return DUCT_ALREADY_EXISTS;
     }
   }
-  entry *grown = realloc(s->methods, (s->n_methods + svc->n_methods) * sizeof *grown);
+  entry *grown = duct__realloc(s->methods, (s->n_methods + svc->n_methods) * sizeof *grown);
   if (!grown && svc->n_methods)
     return DUCT_RESOURCE_EXHAUSTED;
   s->methods = grown;
@@ -572,8 +573,8 @@ void duct_server_free(duct_server *s) {
     return;
   if (s->l)
     duct_server_stop(s, 0);
-  free(s->methods);
+  duct__free(s->methods);
   duct__cond_destroy(&s->cv);
   duct__mutex_destroy(&s->mu);
-  free(s);
+  duct__free(s);
 }

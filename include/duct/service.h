@@ -81,6 +81,22 @@ typedef enum duct_log_level {
  * prints on its own: without a callback, errors and warnings go to stderr. */
 typedef void (*duct_log_cb)(void *user, duct_log_level level, const char *line);
 
+/* Where duct's own memory comes from: connections, buffers, per-call
+ * arenas, everything the library allocates. (Replies returned to a caller
+ * use duct_call_opts.allocator instead.) All three functions must be set;
+ * realloc(user, NULL, n) must act as malloc, free(user, NULL) as a no-op. */
+typedef struct duct_allocator {
+  void *(*malloc)(void *user, size_t n);
+  void *(*realloc)(void *user, void *p, size_t n);
+  void (*free)(void *user, void *p);
+  void *user;
+} duct_allocator;
+
+/* Installs `a` (copied) for every later allocation; NULL restores the C
+ * library's. Call it before any other duct function and not while duct is
+ * in use: memory must be freed by the allocator that made it. */
+void duct_set_allocator(const duct_allocator *a);
+
 #ifdef __cplusplus
 }
 #endif

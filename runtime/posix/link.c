@@ -20,6 +20,7 @@
 #include "posix.h"
 #include "sys.h"
 #include "transport.h"
+#include "runtime/alloc.h"
 
 struct duct__link {
   int fd;
@@ -76,7 +77,7 @@ duct_code duct__link_open(const char *address, int64_t deadline_ms,
       e = 0;
     }
     if (e == 0) {
-      duct__link *l = calloc(1, sizeof *l);
+      duct__link *l = duct__calloc(1, sizeof *l);
       if (!l) {
         close(fd);
         return duct__posix_failf(err, DUCT_RESOURCE_EXHAUSTED, "out of memory");
@@ -231,7 +232,7 @@ void duct__link_close(duct__link *l) {
   if (!l)
     return;
   close(l->fd);
-  free(l);
+  duct__free(l);
 }
 
 uint32_t duct__link_peer_pid(const duct__link *l) { return l ? l->peer_pid : 0; }

@@ -47,6 +47,7 @@
 #include "posix.h"
 #include "sys.h"
 #include "transport.h"
+#include "runtime/alloc.h"
 
 #define TICK_MS 100
 /* Messages one worker reads from one connection before re-arming it, so a
@@ -133,7 +134,7 @@ static void conn_unref(duct__conn *c) {
   close(c->fd);
   duct__mutex_destroy(&c->send_mu);
   duct__mutex_destroy(&c->arm_mu);
-  free(c);
+  duct__free(c);
 }
 
 /* Records a close request and wakes whoever owns the fd. shutdown on an
@@ -373,11 +374,11 @@ static void listener_readable(worker *w) {
   if (fd < 0)
     return; /* EAGAIN: another worker took it; the core is not involved */
 
-  duct__conn *c = calloc(1, sizeof *c);
+  duct__conn *c = duct__calloc(1, sizeof *c);
   struct ucred cr;
   socklen_t crlen = sizeof cr;
   if (!c || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) != 0) {
-    free(c);
+    duct__free(c);
     close(fd);
     return;
   }
@@ -544,7 +545,7 @@ duct_code duct__listen(const char *address, const duct__listen_opts *o,
     return duct__posix_failf(err, DUCT_INVALID_ARGUMENT,
                              "listen %s: workers must be >= 1 and max_frame > 0",
                              address ? address : "(null)");
-  duct__listener *l = calloc(1, sizeof *l);
+  duct__listener *l = duct__calloc(1, sizeof *l);
   if (!l)
     return duct__posix_failf(err, DUCT_RESOURCE_EXHAUSTED, "out of memory");
   l->cb = *cb;
@@ -625,12 +626,12 @@ fail:
 }
 
 duct_code duct__listener_start(duct__listener *l) {
-  l->w = calloc((size_t)l->o.workers, sizeof *l->w);
+  l->w = duct__calloc((size_t)l->o.workers, sizeof *l->w);
   if (!l->w)
     return DUCT_RESOURCE_EXHAUSTED;
   for (int i = 0; i < l->o.workers; i++) {
     l->w[i].l = l;
-    l->w[i].buf = malloc(l->o.max_frame);
+    l->w[i].buf = duct__malloc(l->o.max_frame);
     if (!l->w[i].buf)
       return DUCT_RESOURCE_EXHAUSTED; /* listener_free cleans up */
   }
@@ -695,8 +696,8 @@ void duct__listener_free(duct__listener *l) {
   }
   if (l->w) {
     for (int i = 0; i < l->o.workers; i++)
-      free(l->w[i].buf);
-    free(l->w);
+      duct__free(l->w[i].buf);
+    duct__free(l->w);
   }
   if (l->epfd >= 0)
     close(l->epfd);
@@ -708,5 +709,5 @@ void duct__listener_free(duct__listener *l) {
   duct__mutex_destroy(&l->mu);
   duct__mutex_destroy(&l->accept_mu);
   duct__mutex_destroy(&l->tick_mu);
-  free(l);
+  duct__free(l);
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "sys.h"
+#include "runtime/alloc.h"
 
 /* The opaque storage in sys.h must hold the pthread objects. */
 static_assert(sizeof(pthread_mutex_t) <= sizeof(duct__mutex),
@@ -84,19 +85,19 @@ typedef struct start_rec {
 
 static void *trampoline(void *p) {
   start_rec r = *(start_rec *)p;
-  free(p);
+  duct__free(p);
   r.fn(r.arg);
   return NULL;
 }
 
 duct_code duct__thread_start(duct__thread *t, void (*fn)(void *), void *arg) {
-  start_rec *r = malloc(sizeof *r);
+  start_rec *r = duct__malloc(sizeof *r);
   if (!r)
     return DUCT_RESOURCE_EXHAUSTED;
   r->fn = fn;
   r->arg = arg;
   if (pthread_create(TH(t), NULL, trampoline, r) != 0) {
-    free(r);
+    duct__free(r);
     return DUCT_RESOURCE_EXHAUSTED;
   }
   return DUCT_OK;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "runtime/win/win.h"
+#include "runtime/alloc.h"
 
 static const wchar_t prefix[] = L"\\\\.\\pipe\\";
 #define PREFIX_LEN (sizeof prefix / sizeof prefix[0] - 1)
@@ -27,7 +28,7 @@ duct_code duct__win_pipe_name(const char *address, wchar_t **out,
   if (wlen <= 0)
     return duct__win_msg(err, DUCT_INVALID_ARGUMENT,
                          "address %.200s is not valid UTF-8", address);
-  wchar_t *w = malloc(((size_t)wlen + PREFIX_LEN + 1) * sizeof *w);
+  wchar_t *w = duct__malloc(((size_t)wlen + PREFIX_LEN + 1) * sizeof *w);
   if (w == NULL)
     return duct__win_msg(err, DUCT_RESOURCE_EXHAUSTED, "out of memory");
   int full = alen > PREFIX_LEN && _strnicmp(address, "\\\\.\\pipe\\",
@@ -37,7 +38,7 @@ duct_code duct__win_pipe_name(const char *address, wchar_t **out,
     /* A bare name may not contain a backslash: it would be either a
      * path somewhere else (\\server\pipe\x, C:\x) or a typo. */
     if (strchr(address, '\\') != NULL) {
-      free(w);
+      duct__free(w);
       return duct__win_msg(err, DUCT_INVALID_ARGUMENT,
                            "address %.200s: not a name and not a local pipe "
                            "name (\\\\.\\pipe\\...)", address);
@@ -48,7 +49,7 @@ duct_code duct__win_pipe_name(const char *address, wchar_t **out,
   MultiByteToWideChar(CP_UTF8, 0, address, (int)alen, w + off, wlen);
   w[off + (size_t)wlen] = L'\0';
   if (off + (size_t)wlen > DUCT__WIN_PIPE_NAME_MAX) {
-    free(w);
+    duct__free(w);
     return duct__win_msg(err, DUCT_INVALID_ARGUMENT,
                          "address %.200s: pipe name longer than %d characters",
                          address, DUCT__WIN_PIPE_NAME_MAX);

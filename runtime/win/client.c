@@ -22,6 +22,7 @@
 
 #include "runtime/sys.h"
 #include "runtime/win/win.h"
+#include "runtime/alloc.h"
 
 /* Backoff while no server has created the pipe yet. */
 #define RETRY_MIN_MS 1
@@ -103,14 +104,14 @@ duct_code duct__link_open(const char *address, int64_t deadline_ms,
       rc = duct__win_fail(err, e, "CreateFile %s", pname);
     break;
   }
-  free(name);
+  duct__free(name);
   if (h == INVALID_HANDLE_VALUE)
     return rc;
 
   /* A client handle starts in byte read mode; message mode makes each
    * ReadFile return one message and enables TransactNamedPipe. */
   DWORD mode = PIPE_READMODE_MESSAGE;
-  duct__link *l = calloc(1, sizeof *l);
+  duct__link *l = duct__calloc(1, sizeof *l);
   if (l == NULL) {
     CloseHandle(h);
     return duct__win_msg(err, DUCT_RESOURCE_EXHAUSTED, "out of memory");
@@ -142,8 +143,8 @@ void duct__link_close(duct__link *l) {
     CloseHandle(l->pipe);
   if (l->ev != NULL)
     CloseHandle(l->ev);
-  free(l->wbuf);
-  free(l);
+  duct__free(l->wbuf);
+  duct__free(l);
 }
 
 uint32_t duct__link_peer_pid(const duct__link *l) { return l->server_pid; }
@@ -201,7 +202,7 @@ static duct_code gather(duct__link *l, const duct__iov *iov, int n,
     return DUCT_OK;
   }
   if (l->wcap < total) {
-    uint8_t *nb = realloc(l->wbuf, total);
+    uint8_t *nb = duct__realloc(l->wbuf, total);
     if (nb == NULL)
       return DUCT_RESOURCE_EXHAUSTED;
     l->wbuf = nb;

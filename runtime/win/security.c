@@ -15,6 +15,7 @@
 #include "runtime/win/win.h"
 /* After <windows.h>, which it needs but does not include. */
 #include <sddl.h>
+#include "runtime/alloc.h"
 
 /* The user SID of a token as a UTF-8 string ("S-1-5-21-..."). */
 static int token_user(HANDLE token, char *buf, size_t cap) {
@@ -89,7 +90,7 @@ static duct_code wide(const char *s, wchar_t **out, duct__err *err) {
   if (n <= 0)
     return duct__win_msg(err, DUCT_INVALID_ARGUMENT,
                          "sddl option is not valid UTF-8");
-  *out = malloc((size_t)n * sizeof **out);
+  *out = duct__malloc((size_t)n * sizeof **out);
   if (*out == NULL)
     return duct__win_msg(err, DUCT_RESOURCE_EXHAUSTED, "out of memory");
   MultiByteToWideChar(CP_UTF8, 0, s, -1, *out, n);
@@ -139,7 +140,7 @@ duct_code duct__win_pipe_sd(const duct__listen_opts *o, const wchar_t *name,
   BOOL ok = ConvertStringSecurityDescriptorToSecurityDescriptorW(
       sddl, SDDL_REVISION_1, sd, NULL);
   DWORD e = GetLastError();
-  free(sddl);
+  duct__free(sddl);
   if (!ok) {
     *sd = NULL;
     if (o->sddl != NULL) {

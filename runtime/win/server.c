@@ -62,6 +62,7 @@
 
 #include "runtime/sys.h"
 #include "runtime/win/win.h"
+#include "runtime/alloc.h"
 
 #define FIRST_READ 4096
 #define TICK_MS 100
@@ -229,9 +230,9 @@ static void conn_unref(duct__conn *c) {
     return;
   CloseHandle(c->pipe);
   CloseHandle(c->send_ev);
-  free(c->buf);
-  free(c->sbuf);
-  free(c);
+  duct__free(c->buf);
+  duct__free(c->sbuf);
+  duct__free(c);
 }
 
 /* The end of a connection's read chain, on a worker: closed() once (if the
@@ -314,7 +315,7 @@ static void on_read(duct__conn *c, DWORD n, DWORD e) {
       return;
     }
     if (c->got == c->cap) {
-      uint8_t *nb = realloc(c->buf, l->max_frame);
+      uint8_t *nb = duct__realloc(c->buf, l->max_frame);
       if (nb == NULL) {
         conn_end(c, DUCT_RESOURCE_EXHAUSTED, "out of memory");
         return;
@@ -368,15 +369,15 @@ static void on_accept(duct__listener *l, slot *s, DWORD e) {
   arm_slot(l, s);
   duct__conn *c = NULL;
   if (l->nconns < l->max_connections) {
-    c = calloc(1, sizeof *c);
+    c = duct__calloc(1, sizeof *c);
     if (c != NULL) {
-      c->buf = malloc(l->max_frame < FIRST_READ ? l->max_frame : FIRST_READ);
+      c->buf = duct__malloc(l->max_frame < FIRST_READ ? l->max_frame : FIRST_READ);
       c->send_ev = CreateEventW(NULL, TRUE, FALSE, NULL);
       if (c->buf == NULL || c->send_ev == NULL) {
         if (c->send_ev != NULL)
           CloseHandle(c->send_ev);
-        free(c->buf);
-        free(c);
+        duct__free(c->buf);
+        duct__free(c);
         c = NULL;
       }
     }
@@ -487,10 +488,10 @@ static void listener_destroy(duct__listener *l) {
     CloseHandle(l->tick_stop);
   if (l->sd != NULL)
     LocalFree(l->sd);
-  free(l->threads);
-  free(l->slots);
-  free(l->name);
-  free(l);
+  duct__free(l->threads);
+  duct__free(l->slots);
+  duct__free(l->name);
+  duct__free(l);
 }
 
 duct_code duct__listen(const char *address, const duct__listen_opts *o,
@@ -499,12 +500,12 @@ duct_code duct__listen(const char *address, const duct__listen_opts *o,
   *out = NULL;
   if (o == NULL || cb == NULL || o->workers < 1 || o->max_frame == 0)
     return duct__win_msg(err, DUCT_INVALID_ARGUMENT, "bad listen options");
-  duct__listener *l = calloc(1, sizeof *l);
+  duct__listener *l = duct__calloc(1, sizeof *l);
   if (l == NULL)
     return duct__win_msg(err, DUCT_RESOURCE_EXHAUSTED, "out of memory");
   duct_code rc = duct__win_pipe_name(address, &l->name, err);
   if (rc != DUCT_OK) {
-    free(l);
+    duct__free(l);
     return rc;
   }
   duct__win_narrow(l->name, l->pname, sizeof l->pname);
@@ -518,8 +519,8 @@ duct_code duct__listen(const char *address, const duct__listen_opts *o,
   InitializeSRWLock(&l->lock);
   InitializeConditionVariable(&l->idle);
   l->nslots = o->workers + 2 < 4 ? 4 : o->workers + 2;
-  l->slots = calloc((size_t)l->nslots, sizeof *l->slots);
-  l->threads = calloc((size_t)o->workers, sizeof *l->threads);
+  l->slots = duct__calloc((size_t)l->nslots, sizeof *l->slots);
+  l->threads = duct__calloc((size_t)o->workers, sizeof *l->threads);
   l->tick_stop = CreateEventW(NULL, TRUE, FALSE, NULL);
   if (l->slots == NULL || l->threads == NULL || l->tick_stop == NULL) {
     listener_destroy(l);
@@ -683,7 +684,7 @@ duct_code duct__conn_send(duct__conn *c, const duct__iov *iov, int n) {
     /* WriteFile takes one buffer; gather the pieces (header and payload)
      * so they leave as one message. */
     if (c->scap < len) {
-      uint8_t *nb = realloc(c->sbuf, len);
+      uint8_t *nb = duct__realloc(c->sbuf, len);
       if (nb == NULL) {
         rc = DUCT_RESOURCE_EXHAUSTED;
         goto out;

@@ -8,6 +8,7 @@
 
 #include "runtime/sys.h"
 #include "runtime/win/win.h"
+#include "runtime/alloc.h"
 
 static_assert(sizeof(SRWLOCK) <= sizeof(duct__mutex),
               "SRWLOCK must fit duct__mutex");
@@ -55,20 +56,20 @@ typedef struct thread_start {
  * per-thread state for threads that call into it. */
 static unsigned __stdcall thread_main(void *p) {
   thread_start ts = *(thread_start *)p;
-  free(p);
+  duct__free(p);
   ts.fn(ts.arg);
   return 0;
 }
 
 duct_code duct__thread_start(duct__thread *t, void (*fn)(void *), void *arg) {
-  thread_start *ts = malloc(sizeof *ts);
+  thread_start *ts = duct__malloc(sizeof *ts);
   if (ts == NULL)
     return DUCT_RESOURCE_EXHAUSTED;
   ts->fn = fn;
   ts->arg = arg;
   uintptr_t h = _beginthreadex(NULL, 0, thread_main, ts, 0, NULL);
   if (h == 0) {
-    free(ts);
+    duct__free(ts);
     return DUCT_RESOURCE_EXHAUSTED;
   }
   t->s.p = (void *)h;

@@ -20,7 +20,7 @@ struct test_proc {
 };
 
 const char *test_sibling_exe(const char *argv0, const char *name) {
-  static char path[4096];
+  static char path[4096 + 256];
   char self[4096];
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   if (n <= 0) {
@@ -31,7 +31,7 @@ const char *test_sibling_exe(const char *argv0, const char *name) {
   char *slash = strrchr(self, '/');
   if (slash)
     *slash = '\0';
-  snprintf(path, sizeof path, "%s/%s", slash ? self : ".", name);
+  snprintf(path, sizeof path, "%s/%.200s", slash ? self : ".", name);
   return path;
 }
 
