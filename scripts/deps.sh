@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 PKGS=(cmake make pkg-config protobuf-c-compiler libprotobuf-c-dev libprotobuf-dev
       protobuf-compiler libcmocka-dev gcc-mingw-w64-x86-64 wine64 clang
-      dpkg-dev valgrind)
+      libclang-rt-14-dev dpkg-dev valgrind)
 SRC_DIR=.deps/src
 
 missing=()
@@ -49,7 +49,8 @@ echo "deps: apt-get update"
 apt-get update -qq
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]}"
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # With recommends: that is the set the test suite is run against.
+  apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 if ! have_src; then
   echo "deps: apt-get source protobuf-c cmocka -> $SRC_DIR"
