@@ -15,6 +15,12 @@ const char *test_sibling_exe(const char *argv0, const char *name);
 /* Starts exe with args (argv[0] is supplied), inheriting stdio. NULL on
  * failure. */
 test_proc *test_proc_start(const char *exe, const char *const *args, int nargs);
+/* The same, with the child's standard output written to the file at
+ * out_path (created or truncated). */
+test_proc *test_proc_start_out(const char *exe, const char *const *args, int nargs,
+                               const char *out_path);
+/* 1 if test_proc_term asks for a graceful stop (POSIX), 0 if it kills. */
+int test_proc_can_term(void);
 /* Process id of the child. */
 uint32_t test_proc_pid(const test_proc *p);
 /* Kills the child at once (SIGKILL / TerminateProcess). */

@@ -2,6 +2,7 @@
 #include "proc.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -36,6 +37,13 @@ const char *test_sibling_exe(const char *argv0, const char *name) {
 }
 
 test_proc *test_proc_start(const char *exe, const char *const *args, int nargs) {
+  return test_proc_start_out(exe, args, nargs, NULL);
+}
+
+int test_proc_can_term(void) { return 1; }
+
+test_proc *test_proc_start_out(const char *exe, const char *const *args, int nargs,
+                               const char *out_path) {
   test_proc *p = calloc(1, sizeof *p);
   char **argv = calloc((size_t)nargs + 2, sizeof *argv);
   if (!p || !argv) {
@@ -46,7 +54,12 @@ test_proc *test_proc_start(const char *exe, const char *const *args, int nargs) 
   argv[0] = (char *)exe;
   for (int i = 0; i < nargs; i++)
     argv[i + 1] = (char *)args[i];
-  int rc = posix_spawn(&p->pid, exe, NULL, NULL, argv, environ);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  if (out_path)
+    posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  int rc = posix_spawn(&p->pid, exe, &fa, NULL, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
   free(argv);
   if (rc != 0) {
     fprintf(stderr, "spawn %s: %s\n", exe, strerror(rc));

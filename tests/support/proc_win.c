@@ -43,6 +43,13 @@ static void append_arg(char *cmd, size_t cap, const char *a) {
 }
 
 test_proc *test_proc_start(const char *exe, const char *const *args, int nargs) {
+  return test_proc_start_out(exe, args, nargs, NULL);
+}
+
+int test_proc_can_term(void) { return 0; }
+
+test_proc *test_proc_start_out(const char *exe, const char *const *args, int nargs,
+                               const char *out_path) {
   char cmd[8192];
   snprintf(cmd, sizeof cmd, "\"%s\"", exe);
   for (int i = 0; i < nargs; i++)
@@ -53,7 +60,25 @@ test_proc *test_proc_start(const char *exe, const char *const *args, int nargs) 
   STARTUPINFOA si;
   memset(&si, 0, sizeof si);
   si.cb = sizeof si;
-  if (!CreateProcessA(exe, cmd, NULL, NULL, FALSE, 0, NULL, NULL, &si, &p->pi)) {
+  HANDLE out = INVALID_HANDLE_VALUE;
+  if (out_path) {
+    /* An inheritable handle passed as the child's stdout. */
+    SECURITY_ATTRIBUTES sa = {sizeof sa, NULL, TRUE};
+    out = CreateFileA(out_path, GENERIC_WRITE, FILE_SHARE_READ, &sa, CREATE_ALWAYS,
+                      FILE_ATTRIBUTE_NORMAL, NULL);
+    if (out == INVALID_HANDLE_VALUE) {
+      free(p);
+      return NULL;
+    }
+    si.dwFlags = STARTF_USESTDHANDLES;
+    si.hStdOutput = out;
+    si.hStdError = GetStdHandle(STD_ERROR_HANDLE);
+    si.hStdInput = GetStdHandle(STD_INPUT_HANDLE);
+  }
+  BOOL ok = CreateProcessA(exe, cmd, NULL, NULL, out_path != NULL, 0, NULL, NULL, &si, &p->pi);
+  if (out != INVALID_HANDLE_VALUE)
+    CloseHandle(out);
+  if (!ok) {
     fprintf(stderr, "CreateProcess %s: error %lu\n", exe, GetLastError());
     free(p);
     return NULL;
