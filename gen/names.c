@@ -3,6 +3,7 @@
 #include "names.h"
 
 #include <string.h>
+#include "runtime/frame.h"
 
 /* ASCII-only case tests: protoc-c uses the C library's, which behave so in
  * the "C" locale protoc runs plugins under, and proto identifiers are
@@ -140,14 +141,7 @@ char *gen_member_name(gen_arena *a, const char *method) {
   return s;
 }
 
-uint32_t gen_method_id(const char *full_name) {
-  uint32_t h = 2166136261u;
-  for (const unsigned char *p = (const unsigned char *)full_name; *p; p++) {
-    h ^= *p;
-    h *= 16777619u;
-  }
-  return h;
-}
+uint32_t gen_method_id(const char *full_name) { return duct__method_id(full_name); }
 
 int gen_check_ids(const uint32_t *ids, size_t n, size_t *first,
                   size_t *second) {

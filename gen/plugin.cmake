@@ -42,6 +42,12 @@ add_executable(protoc-gen-duct
   util.c
   emit_file.c
   emit_service.c
-  emit_method.c)
+  emit_method.c
+  # Method ids come from the runtime's own hash, so the generator and the
+  # server can never disagree on one.
+  ${CMAKE_CURRENT_LIST_DIR}/../runtime/frame.c
+  ${CMAKE_CURRENT_LIST_DIR}/../runtime/alloc.c)
+target_include_directories(protoc-gen-duct PRIVATE ${CMAKE_CURRENT_LIST_DIR}/..
+                           ${CMAKE_CURRENT_LIST_DIR}/../include)
 target_link_libraries(protoc-gen-duct PRIVATE duct_gen_pb ${DUCT_GEN_PBC_TARGET})
 duct_warnings(protoc-gen-duct)

@@ -51,7 +51,7 @@ void duct__win_client_user(HANDLE pipe, DWORD pid, char *buf, size_t cap) {
    * SECURITY_IDENTIFICATION and static context tracking (no
    * SECURITY_CONTEXT_TRACKING), so the pipe captures their identity at
    * CreateFile time and the server can read it as soon as it accepts.
-   * Impersonating puts the client's token on this thread; OpenAsSelf =
+   * Impersonating places the client's token on this thread; OpenAsSelf =
    * TRUE opens it with the process's own rights, which an
    * identification-level token requires. */
   if (ImpersonateNamedPipeClient(pipe)) {

@@ -34,7 +34,7 @@
  * client connected between CreateNamedPipe and ConnectNamedPipe), for
  * which we post the packet ourselves so all accepts take one path.
  *
- * Writes do not go through the port: duct__conn_send puts an event in its
+ * Writes do not go through the port: duct__conn_send places an event in its
  * OVERLAPPED with the low-order bit set, which tells Windows not to queue
  * a packet, and waits on that event on the sending thread. Routing writes
  * through the port would deadlock a server with one worker whose handler
