@@ -8,6 +8,9 @@
 #include "runtime/alloc.h"
 
 #define ALIGN 16u
+/* Resets in a row that leave a block above `keep` mostly unused before it
+ * is released (arena.h). */
+#define ARENA_SLACK 16u
 
 struct duct__arena_block {
   duct__arena_block *next;
@@ -28,6 +31,8 @@ void duct__arena_init(duct__arena *a, size_t keep) {
   a->pc.allocator_data = a;
   a->head = NULL;
   a->keep = keep < 1024 ? 1024 : keep;
+  a->next = a->keep;
+  a->slack = 0;
 }
 
 void *duct__arena_alloc(duct__arena *a, size_t n) {
@@ -38,7 +43,7 @@ void *duct__arena_alloc(duct__arena *a, size_t n) {
   if (!b || b->size - b->used < need) {
     /* Blocks double from the kept size, so a large message costs a few
      * allocations, not one per field. */
-    size_t size = a->head ? a->head->size * 2 : a->keep;
+    size_t size = a->head ? a->head->size * 2 : a->next;
     if (size < need)
       size = need;
     if (size > SIZE_MAX - HDR)
@@ -57,21 +62,38 @@ void *duct__arena_alloc(duct__arena *a, size_t n) {
 }
 
 void duct__arena_reset(duct__arena *a) {
-  /* The oldest block is the kept one (it was allocated first). */
-  while (a->head && a->head->next) {
-    duct__arena_block *next = a->head->next;
-    duct__free(a->head);
-    a->head = next;
-  }
-  if (a->head) {
-    if (a->head->size != a->keep) {
-      /* The first block was sized for one big call: do not keep it. */
+  duct__arena_block *b = a->head;
+  if (!b)
+    return;
+  if (b->next) {
+    /* This call outgrew its block: hand back all of them and size the
+     * next first block for the whole call, so the next call of this size
+     * fits in one block (one allocation now, none from then on). */
+    size_t used = 0;
+    while (a->head) {
+      duct__arena_block *next = a->head->next;
+      used += a->head->used;
       duct__free(a->head);
+      a->head = next;
+    }
+    a->next = used > a->keep ? used + used / 8 : a->keep;
+    a->slack = 0;
+    return;
+  }
+  /* One block. A big one that this call barely used counts towards
+   * giving it back; one that is being used stays. */
+  if (b->size > a->keep) {
+    if (b->used >= b->size / 4) {
+      a->slack = 0;
+    } else if (++a->slack >= ARENA_SLACK) {
+      duct__free(b);
       a->head = NULL;
-    } else {
-      a->head->used = 0;
+      a->next = a->keep;
+      a->slack = 0;
+      return;
     }
   }
+  b->used = 0;
 }
 
 void duct__arena_free(duct__arena *a) {

@@ -1,7 +1,7 @@
 /* runtime/arena.h - the per-call arena. A server connection unpacks each
  * request into it, the handler builds its reply in it, and the whole call's
- * memory goes away in one reset. The first block is kept across calls, so
- * a steady stream of small calls allocates nothing. Internal. */
+ * memory goes away in one reset. A block is kept across calls, so a
+ * steady stream of calls allocates nothing. Internal. */
 #ifndef DUCT_RUNTIME_ARENA_H
 #define DUCT_RUNTIME_ARENA_H
 
@@ -14,14 +14,21 @@ typedef struct duct__arena_block duct__arena_block;
 typedef struct duct__arena {
   ProtobufCAllocator pc; /* allocator_data points back at the arena */
   duct__arena_block *head; /* newest block first; the last one is kept */
-  size_t keep;             /* size of the block kept across resets */
+  size_t keep;             /* smallest block kept across resets */
+  size_t next;             /* size of the next first block (>= keep) */
+  unsigned slack;          /* resets in a row that used < 1/4 of a big block */
 } duct__arena;
 
 /* keep: bytes of the block that survives resets (allocated lazily). */
 void duct__arena_init(duct__arena *a, size_t keep);
 /* 16-byte aligned memory, or NULL without memory. */
 void *duct__arena_alloc(duct__arena *a, size_t n);
-/* Frees everything but the kept block, which is emptied. */
+/* Empties the arena for the next call. The memory of a call that needed
+ * several blocks is handed back and the next call gets one block as big
+ * as all of them, which is then kept: a steady stream of calls of one size
+ * allocates nothing, large or small. A block larger than `keep` is
+ * released after ARENA_SLACK resets in a row that used under a quarter of
+ * it. */
 void duct__arena_reset(duct__arena *a);
 void duct__arena_free(duct__arena *a);
 

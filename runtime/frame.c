@@ -10,9 +10,12 @@
 static_assert(DUCT__HEADER_SIZE == 32, "the wire header is 32 bytes");
 static_assert(DUCT__DEFAULT_MAX_FRAME > DUCT__HEADER_SIZE, "room for payload");
 
-/* Buffers larger than this are released after each message, so an idle
- * connection that once carried a large message does not pin its memory. */
+/* Buffers up to this size are always kept; larger ones only while they
+ * are being used (reasm_end). */
 #define REASM_KEEP (128u * 1024u)
+/* Messages that leave a buffer above REASM_KEEP mostly unused before it is
+ * released. */
+#define REASM_SLACK 16
 
 static void put16(uint8_t *p, uint16_t v) {
   p[0] = (uint8_t)v;
@@ -189,15 +192,24 @@ void duct__reasm_free(duct__reasm *r) {
   r->active = r->discard = 0;
 }
 
-/* Ends the message in progress; large buffers go back to the system. */
+/* Ends the message in progress (r->len is what it used). A large buffer
+ * is kept while messages keep filling a quarter of it, so a steady stream
+ * of large messages neither allocates nor re-copies while growing; after
+ * REASM_SLACK messages in a row that did not need it, it goes back to the
+ * system. */
 static void reasm_end(duct__reasm *r) {
+  if (r->cap > REASM_KEEP) {
+    if (r->len >= r->cap / 4 && !r->discard)
+      r->slack = 0;
+    else if (++r->slack >= REASM_SLACK) {
+      duct__free(r->buf);
+      r->buf = NULL;
+      r->cap = 0;
+      r->slack = 0;
+    }
+  }
   r->active = r->discard = 0;
   r->len = 0;
-  if (r->cap > REASM_KEEP) {
-    duct__free(r->buf);
-    r->buf = NULL;
-    r->cap = 0;
-  }
 }
 
 /* Appends a fragment, growing by doubling but never past max_message:

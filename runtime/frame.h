@@ -92,6 +92,7 @@ typedef struct duct__reasm {
   size_t cap;
   unsigned char active;  /* a multi-frame message is in progress */
   unsigned char discard; /* it passed max_message: drop the rest */
+  unsigned char slack;   /* messages in a row that used < 1/4 of a large buf */
 } duct__reasm;
 
 /* A finished message, as reported by duct__reasm_feed. */

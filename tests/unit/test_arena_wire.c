@@ -32,11 +32,30 @@ static void test_arena_reset_keeps_first_block(void **state) {
   duct__arena a;
   duct__arena_init(&a, 4096);
   void *first = duct__arena_alloc(&a, 100);
-  (void)duct__arena_alloc(&a, 10000); /* a second block */
   duct__arena_reset(&a);
   assert_non_null(a.head);
   /* Memory is handed out again from the start of the kept block. */
   assert_ptr_equal(duct__arena_alloc(&a, 100), first);
+  duct__arena_free(&a);
+}
+
+static void test_arena_grown_call_gets_one_block(void **state) {
+  (void)state;
+  duct__arena a;
+  duct__arena_init(&a, 4096);
+  (void)duct__arena_alloc(&a, 100);
+  (void)duct__arena_alloc(&a, 10000); /* a second block */
+  duct__arena_reset(&a);
+  /* The next call of the same shape fits in one block, which is kept:
+   * every later call gets the very same memory. */
+  char *p = duct__arena_alloc(&a, 100);
+  char *q = duct__arena_alloc(&a, 10000);
+  assert_ptr_equal(q, p + 112); /* one block: 100 rounded up to 16 */
+  for (int call = 0; call < 3; call++) {
+    duct__arena_reset(&a);
+    assert_ptr_equal(duct__arena_alloc(&a, 100), p);
+    assert_ptr_equal(duct__arena_alloc(&a, 10000), q);
+  }
   duct__arena_free(&a);
 }
 
@@ -46,6 +65,13 @@ static void test_arena_oversized_first_block_not_kept(void **state) {
   duct__arena_init(&a, 4096);
   (void)duct__arena_alloc(&a, 100000);
   duct__arena_reset(&a);
+  /* Kept while calls use it... */
+  assert_non_null(a.head);
+  /* ...and released after a run of calls that do not. */
+  for (int i = 0; i < 16; i++) {
+    (void)duct__arena_alloc(&a, 100);
+    duct__arena_reset(&a);
+  }
   assert_null(a.head);
   duct__arena_free(&a);
 }
@@ -123,6 +149,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_arena_alignment_and_growth),
       cmocka_unit_test(test_arena_reset_keeps_first_block),
+      cmocka_unit_test(test_arena_grown_call_gets_one_block),
       cmocka_unit_test(test_arena_oversized_first_block_not_kept),
       cmocka_unit_test(test_arena_as_protobuf_allocator),
       cmocka_unit_test(test_text_frames),

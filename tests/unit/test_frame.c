@@ -302,14 +302,18 @@ static void test_memory_follows_bytes_not_claims(void **state) {
   const char *why;
   assert_int_equal(duct__reasm_feed(&r, &f, chunk, &m, &why), DUCT_OK);
   assert_true(r.cap <= DUCT__DEFAULT_MAX_FRAME);
-  /* After a large message, its buffer is released at the next message. */
   for (int i = 0; i < 6; i++)
     assert_int_equal(duct__reasm_feed(&r, &f, chunk, &m, &why), DUCT_OK);
   f.flags = 0;
   assert_int_equal(duct__reasm_feed(&r, &f, chunk, &m, &why), DUCT_OK);
   assert_int_equal(m.len, 8 * (size_t)ROOM);
+  /* The buffer is kept while large messages keep coming, and released
+   * after a run of messages that do not need it. */
   f = req(10, 4);
   assert_int_equal(duct__reasm_feed(&r, &f, chunk, &m, &why), DUCT_OK);
+  assert_non_null(r.buf);
+  for (int i = 0; i < 16; i++)
+    assert_int_equal(duct__reasm_feed(&r, &f, chunk, &m, &why), DUCT_OK);
   assert_null(r.buf);
   duct__reasm_free(&r);
 }
