@@ -537,6 +537,32 @@ static void test_stalled_partial_message_disconnected(void **state) {
   stop_probe(f);
 }
 
+static void test_many_idle_connections_do_not_block_others(void **state) {
+  (void)state;
+  fixture *f = start_probe(NULL, 0);
+  /* 60 peers connect and say nothing, not even HELLO: each holds a
+   * connection (a pipe instance on Windows) but no worker. */
+  enum { IDLE = 60 };
+  duct__link *idle[IDLE];
+  for (int i = 0; i < IDLE; i++) {
+    duct__err err;
+    assert_int_equal(duct__link_open(f->address, duct__now_ms() + 10000, &idle[i], &err),
+                     DUCT_OK);
+  }
+  echo_ok(f->ch);
+  Duct__Test__Blob *reply;
+  duct_status st;
+  for (int i = 0; i < 20; i++) { /* and keep being served, more than once */
+    assert_int_equal(echo(f->ch, (const uint8_t *)"abc", 3, (uint32_t)i, &reply, &st), DUCT_OK);
+    assert_int_equal(reply->tag, (uint32_t)i);
+    duct__test__blob__free_unpacked(reply, NULL);
+  }
+  for (int i = 0; i < IDLE; i++)
+    duct__link_close(idle[i]);
+  echo_ok(f->ch);
+  stop_probe(f);
+}
+
 static void test_graceful_stop_drains(void **state) {
   (void)state;
   fixture *f = start_probe(NULL, 0);
@@ -569,6 +595,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_teardown(test_second_server_same_address_fails, teardown),
       cmocka_unit_test_teardown(test_3mib_round_trip, teardown),
       cmocka_unit_test_teardown(test_stalled_partial_message_disconnected, teardown),
+      cmocka_unit_test_teardown(test_many_idle_connections_do_not_block_others, teardown),
       cmocka_unit_test_teardown(test_graceful_stop_drains, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
