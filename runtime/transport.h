@@ -56,8 +56,12 @@ typedef struct duct__srv_cb {
    * is borrowed for the connection's lifetime. */
   void *(*open)(void *core, duct__conn *c, const duct_peer *peer);
   /* One whole message arrived. `msg` is borrowed for the call. Return 0 to
-   * keep reading, -1 to close the connection. Never called concurrently
-   * for one connection. */
+   * keep reading, -1 to close the connection, or 1 to keep it but stop
+   * looking for more messages for now: the core has just answered a
+   * request, so the peer is waiting for that reply and nothing else can be
+   * queued yet (the transport re-arms at once instead of spending a read
+   * on an empty socket; anything that does arrive is still delivered).
+   * Never called concurrently for one connection. */
   int (*message)(void *conn_state, const uint8_t *msg, size_t len);
   /* The connection ended (peer closed, error, duct__conn_close, or the
    * listener stopping). The last callback for it: conn_state may be freed

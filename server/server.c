@@ -350,7 +350,9 @@ static int on_message(void *state, const uint8_t *msg, size_t len) {
     send_text(sc, DUCT__GOAWAY, 0, 0, DUCT_UNAVAILABLE, "the server is stopping");
     return -1;
   }
-  return r;
+  /* Answered: the client now waits for this reply (one call in flight per
+   * connection), so the transport need not look for another message. */
+  return r == 0 ? 1 : r;
 }
 
 static void *on_open(void *core, duct__conn *c, const duct_peer *peer) {

@@ -1,12 +1,14 @@
 /* The client side of the POSIX transport: one connected AF_UNIX
  * SOCK_SEQPACKET socket per duct__link, used by one thread at a time.
  *
- * The socket is non-blocking and every wait is a poll() bounded by the
- * call's deadline, so a deadline holds even against a server that stops
- * reading or never answers. After a deadline or a too-large message the
+ * Every send and every receive with a deadline is non-blocking
+ * (MSG_DONTWAIT) and waits in a poll() bounded by the call's deadline, so
+ * a deadline holds even against a server that stops reading or never
+ * answers. After a deadline or a too-large message the
  * link is marked broken (transport.h: the link is then unusable). */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +79,12 @@ duct_code duct__link_open(const char *address, int64_t deadline_ms,
       e = 0;
     }
     if (e == 0) {
+      /* From here on the socket blocks and every call that must not says
+       * MSG_DONTWAIT: a receive without a deadline is then a single
+       * blocking recvmsg instead of poll + recvmsg. */
+      int fl = fcntl(fd, F_GETFL);
+      if (fl >= 0)
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
       duct__link *l = duct__calloc(1, sizeof *l);
       if (!l) {
         close(fd);
@@ -184,7 +192,10 @@ duct_code duct__link_recv(duct__link *l, uint8_t *buf, size_t cap,
     m.msg_iovlen = 1;
     /* MSG_TRUNC: the return value is the message's full length, so a
      * message longer than cap is detected, never silently cut. */
-    ssize_t r = recvmsg(l->fd, &m, MSG_TRUNC | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    /* Without a deadline, block in recvmsg itself (one system call);
+     * with one, poll bounds the wait below. */
+    int wait = deadline_ms < 0 ? 0 : MSG_DONTWAIT;
+    ssize_t r = recvmsg(l->fd, &m, MSG_TRUNC | wait | MSG_CMSG_CLOEXEC);
     if (r > 0) {
       if ((size_t)r > cap || (m.msg_flags & MSG_TRUNC)) {
         l->broken = 1; /* the rest of that message is gone */
@@ -219,9 +230,9 @@ duct_code duct__link_transact(duct__link *l, const duct__iov *iov, int n,
   duct_code rc = duct__link_send(l, iov, n, deadline_ms);
   if (rc != DUCT_OK)
     return rc;
-  /* The reply is rarely there yet: wait first rather than spend a
-   * recvmsg on EAGAIN. */
-  if (!wait_fd(l->fd, POLLIN, deadline_ms)) {
+  /* The reply is rarely there yet: with a deadline, wait first rather
+   * than spend a recvmsg on EAGAIN; without one, recvmsg blocks. */
+  if (deadline_ms >= 0 && !wait_fd(l->fd, POLLIN, deadline_ms)) {
     l->broken = 1;
     return DUCT_DEADLINE_EXCEEDED;
   }

@@ -335,11 +335,14 @@ static void conn_readable(worker *w, duct__conn *c) {
       conn_finish(c, DUCT_RESOURCE_EXHAUSTED, d);
       return;
     }
-    if (l->cb.message(c->state, w->buf, (size_t)n) != 0) {
+    int r = l->cb.message(c->state, w->buf, (size_t)n);
+    if (r < 0) {
       conn_finish(c, DUCT_CANCELLED,
                   "the server closed the connection after a message");
       return;
     }
+    if (r > 0)
+      break; /* a reply went out: the next recvmsg would be EAGAIN */
   }
   conn_arm(c, EPOLL_CTL_MOD);
 }

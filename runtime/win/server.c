@@ -336,7 +336,9 @@ static void on_read(duct__conn *c, DWORD n, DWORD e) {
   }
   size_t len = c->got;
   c->got = 0;
-  if (l->cb.message(c->state, c->buf, len) != 0) {
+  /* 1 (a reply went out) changes nothing here: one ReadFile is pending
+   * per connection either way. */
+  if (l->cb.message(c->state, c->buf, len) < 0) {
     if (!c->closing) {
       c->close_why = DUCT_CANCELLED;
       InterlockedExchange(&c->closing, 1);
