@@ -33,12 +33,15 @@ void duct__arena_init(duct__arena *a, size_t keep) {
   a->keep = keep < 1024 ? 1024 : keep;
   a->next = a->keep;
   a->slack = 0;
+  a->out_of_memory = 0;
 }
 
 void *duct__arena_alloc(duct__arena *a, size_t n) {
   size_t need = (n + ALIGN - 1) & ~(size_t)(ALIGN - 1);
-  if (need < n)
-    return NULL; /* overflow */
+  if (need < n) {
+    a->out_of_memory = 1; /* overflow */
+    return NULL;
+  }
   duct__arena_block *b = a->head;
   if (!b || b->size - b->used < need) {
     /* Blocks double from the kept size, so a large message costs a few
@@ -46,11 +49,11 @@ void *duct__arena_alloc(duct__arena *a, size_t n) {
     size_t size = a->head ? a->head->size * 2 : a->next;
     if (size < need)
       size = need;
-    if (size > SIZE_MAX - HDR)
+    b = size > SIZE_MAX - HDR ? NULL : duct__malloc(HDR + size);
+    if (!b) {
+      a->out_of_memory = 1;
       return NULL;
-    b = duct__malloc(HDR + size);
-    if (!b)
-      return NULL;
+    }
     b->size = size;
     b->used = 0;
     b->next = a->head;
@@ -63,6 +66,7 @@ void *duct__arena_alloc(duct__arena *a, size_t n) {
 
 void duct__arena_reset(duct__arena *a) {
   duct__arena_block *b = a->head;
+  a->out_of_memory = 0;
   if (!b)
     return;
   if (b->next) {

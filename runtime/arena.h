@@ -17,6 +17,9 @@ typedef struct duct__arena {
   size_t keep;             /* smallest block kept across resets */
   size_t next;             /* size of the next first block (>= keep) */
   unsigned slack;          /* resets in a row that used < 1/4 of a big block */
+  /* An allocation failed since the last reset: lets a caller tell "out of
+   * memory" from "does not parse" when protobuf-c's unpack returns NULL. */
+  unsigned char out_of_memory;
 } duct__arena;
 
 /* keep: bytes of the block that survives resets (allocated lazily). */

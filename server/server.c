@@ -186,9 +186,15 @@ static int run_call(sconn *sc, const duct__frame *h, const uint8_t *data, size_t
   }
   ProtobufCMessage *req = protobuf_c_message_unpack(m->input, &sc->arena.pc, len, data);
   if (!req) {
-    snprintf(why, sizeof why, "request does not parse as %s", m->input->name);
-    text = why;
-    code = DUCT_INVALID_ARGUMENT;
+    /* protobuf-c says NULL for both; only the arena knows which it was. */
+    if (sc->arena.out_of_memory) {
+      text = "out of memory unpacking the request";
+      code = DUCT_RESOURCE_EXHAUSTED;
+    } else {
+      snprintf(why, sizeof why, "request does not parse as %s", m->input->name);
+      text = why;
+      code = DUCT_INVALID_ARGUMENT;
+    }
     goto fail;
   }
   ProtobufCMessage *reply = duct__arena_alloc(&sc->arena, m->output->sizeof_message);
