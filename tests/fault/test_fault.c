@@ -1,0 +1,1145 @@
+/* Fault injection (ctest label `fault`): duct under failing memory, a
+ * failing transport, dying and stalling peers, and connection storms. The
+ * server runs on threads in this process through the public API, so one
+ * allocator hook and one set of transport wrappers see both sides.
+ *
+ * - Allocation N fails, for every N along a whole call (client and server)
+ *   and along the server's lifecycle: each step returns a clean code, the
+ *   next healthy call succeeds, and every block is freed in the end (the
+ *   hook counts live blocks; LSan checks again in the asan preset).
+ * - The transport functions duct's cores call are wrapped at link time
+ *   (-Wl,--wrap, tests/fault/CMakeLists.txt): frame N of a call fails,
+ *   arrives truncated, or stalls, on the client's link or the server's
+ *   connection, for every N: each call ends with a clear status within its
+ *   deadline, and the channel and server keep working.
+ * - Peers die (handles closed, as the kernel does when a process dies) at
+ *   every stage of a call; slow peers are cut off after the idle timeout
+ *   while others are served; 32 clients connect at once (ERROR_PIPE_BUSY on
+ *   Windows); a stale socket file is replaced, a regular file never is.
+ *
+ * `test_fault NAME` runs only the test NAME (ctest runs each on its own). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <duct/duct.h>
+
+#include "fault_platform.h"
+#include "probe.duct.h"
+#include "runtime/frame.h"
+#include "runtime/sys.h"
+#include "runtime/transport.h"
+#include "runtime/wire.h"
+#include "tests/support/proc.h"
+
+/* ==== the allocator: counts live blocks, fails allocation number N ==== */
+
+static atomic_long alloc_seq;  /* allocations so far (malloc and realloc) */
+static atomic_long alloc_fail_at = -1; /* the one to fail; -1: none */
+static atomic_long alloc_failed;       /* how many were failed */
+static atomic_long alloc_live;         /* blocks not yet freed */
+
+static int alloc_should_fail(void) {
+  long n = atomic_fetch_add(&alloc_seq, 1) + 1;
+  if (n == atomic_load(&alloc_fail_at)) {
+    atomic_fetch_add(&alloc_failed, 1);
+    return 1;
+  }
+  return 0;
+}
+
+static void *a_malloc(void *user, size_t n) {
+  (void)user;
+  if (alloc_should_fail())
+    return NULL;
+  void *p = malloc(n ? n : 1);
+  if (p)
+    atomic_fetch_add(&alloc_live, 1);
+  return p;
+}
+
+static void *a_realloc(void *user, void *p, size_t n) {
+  (void)user;
+  if (alloc_should_fail())
+    return NULL;
+  /* n == 0 keeps the block: realloc(p, 0) may free, which would blur the
+   * live count. */
+  void *q = realloc(p, n ? n : 1);
+  if (q && !p)
+    atomic_fetch_add(&alloc_live, 1);
+  return q;
+}
+
+static void a_free(void *user, void *p) {
+  (void)user;
+  if (p)
+    atomic_fetch_sub(&alloc_live, 1);
+  free(p);
+}
+
+/* Fails the n-th allocation from now (n >= 1). */
+static void alloc_arm(long n) {
+  atomic_store(&alloc_failed, 0);
+  atomic_store(&alloc_fail_at, atomic_load(&alloc_seq) + n);
+}
+
+/* Stops failing; returns whether the armed allocation was failed. */
+static int alloc_disarm(void) {
+  atomic_store(&alloc_fail_at, -1);
+  return atomic_load(&alloc_failed) > 0;
+}
+
+/* ==== the transport wrappers ==== */
+
+enum fault_kind { K_NONE, K_FAIL, K_TRUNCATE, K_STALL };
+enum fault_side { SIDE_CLIENT, SIDE_SERVER };
+static const char *const kind_names[] = {"none", "fail", "truncate", "stall"};
+
+static struct {
+  duct__mutex mu;
+  duct__cond cv;      /* a server send finished; or a stall is released */
+  int kind, side;
+  long at;            /* fault the at-th frame event on `side` (0-based) */
+  long events[2];     /* frame events so far, per side */
+  int fired;
+  long server_sends;  /* sends finished on the server (any outcome) */
+  long server_send_errors;
+  int stalled_forever; /* a stall met a call with no deadline */
+} fx;
+
+/* Counts one frame event on `side`; returns the fault to inject, if any. */
+static int fault_event(int side) {
+  duct__mutex_lock(&fx.mu);
+  int k = K_NONE;
+  if (fx.kind != K_NONE && fx.side == side && fx.events[side] == fx.at) {
+    k = fx.kind;
+    fx.fired = 1;
+  }
+  fx.events[side]++;
+  duct__mutex_unlock(&fx.mu);
+  return k;
+}
+
+static void fault_arm(int kind, int side, long at) {
+  duct__mutex_lock(&fx.mu);
+  fx.kind = kind;
+  fx.side = side;
+  fx.at = at;
+  fx.events[0] = fx.events[1] = 0;
+  fx.fired = 0;
+  duct__mutex_unlock(&fx.mu);
+}
+
+static int fault_disarm(void) {
+  duct__mutex_lock(&fx.mu);
+  fx.kind = K_NONE;
+  int fired = fx.fired;
+  duct__mutex_unlock(&fx.mu);
+  return fired;
+}
+
+/* A peer that stops answering: nothing arrives until the deadline. */
+static duct_code stall_until(int64_t deadline_ms) {
+  duct__mutex_lock(&fx.mu);
+  if (deadline_ms < 0) {
+    fx.stalled_forever = 1; /* a bounded wait, then the test fails */
+    deadline_ms = duct__now_ms() + 20000;
+  }
+  while (duct__now_ms() < deadline_ms)
+    duct__cond_wait(&fx.cv, &fx.mu, deadline_ms);
+  duct__mutex_unlock(&fx.mu);
+  return DUCT_DEADLINE_EXCEEDED;
+}
+
+/* The first half of a message, as pieces: a message that arrives shorter
+ * than it was sent (what a broken peer or transport would deliver). */
+static int truncate_iov(const duct__iov *iov, int n, duct__iov out[2]) {
+  size_t total = 0;
+  for (int i = 0; i < n; i++)
+    total += iov[i].len;
+  size_t keep = total / 2, k = 0;
+  for (int i = 0; i < n && keep; i++) {
+    out[k] = iov[i];
+    if (out[k].len > keep)
+      out[k].len = keep;
+    keep -= out[k].len;
+    k++;
+  }
+  return (int)k;
+}
+
+duct_code __real_duct__link_send(duct__link *l, const duct__iov *iov, int n, int64_t deadline_ms);
+duct_code __real_duct__link_recv(duct__link *l, uint8_t *buf, size_t cap, size_t *len,
+                                 int64_t deadline_ms);
+duct_code __real_duct__link_transact(duct__link *l, const duct__iov *iov, int n, uint8_t *buf,
+                                     size_t cap, size_t *len, int64_t deadline_ms);
+duct_code __real_duct__conn_send(duct__conn *c, const duct__iov *iov, int n);
+duct_code __wrap_duct__link_send(duct__link *l, const duct__iov *iov, int n, int64_t deadline_ms);
+duct_code __wrap_duct__link_recv(duct__link *l, uint8_t *buf, size_t cap, size_t *len,
+                                 int64_t deadline_ms);
+duct_code __wrap_duct__link_transact(duct__link *l, const duct__iov *iov, int n, uint8_t *buf,
+                                     size_t cap, size_t *len, int64_t deadline_ms);
+duct_code __wrap_duct__conn_send(duct__conn *c, const duct__iov *iov, int n);
+
+/* Client, sending: fail = not sent and the link is broken; truncate = the
+ * first half goes out as one message; stall = the send never completes. */
+static duct_code client_send(duct__link *l, const duct__iov *iov, int n, int64_t deadline_ms,
+                             int k) {
+  duct__iov cut[2];
+  switch (k) {
+  case K_FAIL: return DUCT_UNAVAILABLE;
+  case K_STALL: return stall_until(deadline_ms);
+  case K_TRUNCATE: return __real_duct__link_send(l, cut, truncate_iov(iov, n, cut), deadline_ms);
+  default: return __real_duct__link_send(l, iov, n, deadline_ms);
+  }
+}
+
+duct_code __wrap_duct__link_send(duct__link *l, const duct__iov *iov, int n, int64_t deadline_ms) {
+  return client_send(l, iov, n, deadline_ms, fault_event(SIDE_CLIENT));
+}
+
+/* Client, receiving: fail = the link breaks; truncate = the message
+ * arrives cut in half; stall = nothing arrives before the deadline. */
+duct_code __wrap_duct__link_recv(duct__link *l, uint8_t *buf, size_t cap, size_t *len,
+                                 int64_t deadline_ms) {
+  int k = fault_event(SIDE_CLIENT);
+  if (k == K_FAIL)
+    return DUCT_UNAVAILABLE;
+  if (k == K_STALL)
+    return stall_until(deadline_ms);
+  duct_code rc = __real_duct__link_recv(l, buf, cap, len, deadline_ms);
+  if (rc == DUCT_OK && k == K_TRUNCATE)
+    *len /= 2;
+  return rc;
+}
+
+/* A transact is two frame events: the request out, the reply in. */
+duct_code __wrap_duct__link_transact(duct__link *l, const duct__iov *iov, int n, uint8_t *buf,
+                                     size_t cap, size_t *len, int64_t deadline_ms) {
+  int k = fault_event(SIDE_CLIENT);
+  if (k == K_FAIL || k == K_STALL)
+    return client_send(l, iov, n, deadline_ms, k);
+  duct__iov cut[2];
+  if (k == K_TRUNCATE) {
+    n = truncate_iov(iov, n, cut);
+    iov = cut;
+  }
+  int k2 = fault_event(SIDE_CLIENT);
+  duct_code rc = __real_duct__link_transact(l, iov, n, buf, cap, len, deadline_ms);
+  if (rc != DUCT_OK)
+    return rc;
+  if (k2 == K_FAIL)
+    return DUCT_UNAVAILABLE; /* the reply came, then the link broke */
+  if (k2 == K_STALL)
+    return stall_until(deadline_ms);
+  if (k2 == K_TRUNCATE)
+    *len /= 2;
+  return DUCT_OK;
+}
+
+/* Server, sending: fail = the connection is gone; truncate = half the
+ * message; stall = the frame is lost (the client waits for its deadline). */
+duct_code __wrap_duct__conn_send(duct__conn *c, const duct__iov *iov, int n) {
+  int k = fault_event(SIDE_SERVER);
+  duct_code rc;
+  duct__iov cut[2];
+  switch (k) {
+  case K_FAIL: rc = DUCT_UNAVAILABLE; break;
+  case K_STALL: rc = DUCT_OK; break;
+  case K_TRUNCATE: rc = __real_duct__conn_send(c, cut, truncate_iov(iov, n, cut)); break;
+  default: rc = __real_duct__conn_send(c, iov, n); break;
+  }
+  duct__mutex_lock(&fx.mu);
+  fx.server_sends++;
+  if (rc != DUCT_OK)
+    fx.server_send_errors++;
+  duct__cond_broadcast(&fx.cv);
+  duct__mutex_unlock(&fx.mu);
+  return rc;
+}
+
+/* Waits (bounded) until the server has finished more than `sends` sends
+ * and, if errors >= 0, more than `errors` of them failed. */
+static void wait_server_sends(long sends, long errors, int timeout_ms) {
+  int64_t until = duct__now_ms() + timeout_ms;
+  duct__mutex_lock(&fx.mu);
+  while ((fx.server_sends <= sends || (errors >= 0 && fx.server_send_errors <= errors)) &&
+         duct__now_ms() < until)
+    duct__cond_wait(&fx.cv, &fx.mu, until);
+  int ok = fx.server_sends > sends && (errors < 0 || fx.server_send_errors > errors);
+  duct__mutex_unlock(&fx.mu);
+  if (!ok)
+    fail_msg("the server's send never happened (or never failed) within %d ms", timeout_ms);
+}
+
+static void server_send_counts(long *sends, long *errors) {
+  duct__mutex_lock(&fx.mu);
+  *sends = fx.server_sends;
+  *errors = fx.server_send_errors;
+  duct__mutex_unlock(&fx.mu);
+}
+
+/* ==== the in-process server: duct.test.Probe ==== */
+
+static struct {
+  duct__mutex mu;
+  duct__cond cv;
+  int sleeping;     /* Sleep handlers inside */
+  int released;     /* lets every Sleep handler return */
+  long handler_runs;
+} hs;
+
+static duct_code h_echo(duct_ctx *ctx, const Duct__Test__Blob *req, Duct__Test__Blob *reply) {
+  (void)ctx;
+  duct__mutex_lock(&hs.mu);
+  hs.handler_runs++;
+  duct__mutex_unlock(&hs.mu);
+  reply->data = req->data;
+  reply->tag = req->tag;
+  return DUCT_OK;
+}
+
+/* Blocks until the test releases it (or req->ms passes): a handler that is
+ * provably running while the test does something to its peer. */
+static duct_code h_sleep(duct_ctx *ctx, const Duct__Test__SleepRequest *req,
+                         Duct__Test__SleepReply *reply) {
+  reply->remaining_ms = duct_ctx_remaining_ms(ctx);
+  int64_t until = duct__now_ms() + req->ms;
+  duct__mutex_lock(&hs.mu);
+  hs.handler_runs++;
+  hs.sleeping++;
+  duct__cond_broadcast(&hs.cv);
+  while (!hs.released && duct__now_ms() < until)
+    duct__cond_wait(&hs.cv, &hs.mu, until);
+  hs.sleeping--;
+  duct__cond_broadcast(&hs.cv);
+  duct__mutex_unlock(&hs.mu);
+  return DUCT_OK;
+}
+
+static duct_code h_fail(duct_ctx *ctx, const Duct__Test__FailRequest *req, Duct__Test__Empty *reply) {
+  (void)reply;
+  return duct_ctx_fail(ctx, (duct_code)req->code, "%s", req->message);
+}
+
+static duct_code h_stats(duct_ctx *ctx, const Duct__Test__Empty *req, Duct__Test__Stats *reply) {
+  (void)ctx;
+  (void)req;
+  (void)reply;
+  return DUCT_OK;
+}
+
+/* Builds its reply from call memory: one more allocation to fail. */
+static duct_code h_whoami(duct_ctx *ctx, const Duct__Test__Empty *req, Duct__Test__PeerInfo *reply) {
+  (void)req;
+  reply->pid = duct_ctx_peer(ctx)->pid;
+  reply->user = duct_ctx_strdup(ctx, duct_ctx_peer(ctx)->user);
+  if (!reply->user)
+    return duct_ctx_fail(ctx, DUCT_RESOURCE_EXHAUSTED, "out of memory");
+  return DUCT_OK;
+}
+
+static duct_code h_empty(duct_ctx *ctx, const Duct__Test__Empty *req, Duct__Test__Empty *reply) {
+  (void)ctx;
+  (void)req;
+  (void)reply;
+  return DUCT_OK;
+}
+
+static const duct_test_probe_handlers handlers = {
+    .echo = h_echo, .sleep = h_sleep, .fail = h_fail, .get_stats = h_stats,
+    .whoami = h_whoami, .shutdown = h_empty, .forbidden = h_empty,
+};
+
+/* duct's log lines are expected here by the hundred; DUCT_FAULT_VERBOSE=1
+ * shows them when a test needs explaining. */
+static void log_cb(void *user, duct_log_level level, const char *line) {
+  (void)user;
+  if (getenv("DUCT_FAULT_VERBOSE"))
+    fprintf(stderr, "[duct %d] %s\n", (int)level, line);
+}
+
+static char address[128];
+static int address_seq;
+
+static const char *next_address(const char *tag) {
+  char t[64];
+  snprintf(t, sizeof t, "fault-%s-%d", tag, ++address_seq);
+  snprintf(address, sizeof address, "%s", test_address(t));
+  return address;
+}
+
+static duct_server *server_start(const char *addr, uint32_t idle_ms) {
+  duct_server_opts o = {.workers = 2, .idle_timeout_ms = idle_ms, .log = log_cb};
+  duct_server *s;
+  assert_int_equal(duct_server_new(&o, &s), DUCT_OK);
+  assert_int_equal(duct_test_probe_register(s, &handlers, NULL), DUCT_OK);
+  assert_int_equal(duct_server_listen(s, addr), DUCT_OK);
+  assert_int_equal(duct_server_start(s), DUCT_OK);
+  return s;
+}
+
+static duct_channel *channel(const char *addr) {
+  duct_channel_opts co = {.connect_timeout_ms = 10000, .log = log_cb};
+  duct_channel *ch;
+  assert_int_equal(duct_channel_open(addr, &co, &ch), DUCT_OK);
+  return ch;
+}
+
+/* The codes a call may end with when something broke underneath it. */
+static int clean_failure(duct_code rc) {
+  return rc == DUCT_UNAVAILABLE || rc == DUCT_DEADLINE_EXCEEDED || rc == DUCT_INTERNAL ||
+         rc == DUCT_RESOURCE_EXHAUSTED;
+}
+
+static uint8_t *pattern(size_t n, unsigned seed) {
+  uint8_t *p = malloc(n);
+  assert_non_null(p);
+  for (size_t i = 0; i < n; i++)
+    p[i] = (uint8_t)((i + seed) * 2654435761u >> 24);
+  return p;
+}
+
+/* Echo of n bytes; on OK checks the reply is exactly the request. */
+static duct_code echo_n(duct_channel *ch, const uint8_t *data, size_t n, uint32_t deadline_ms,
+                        duct_status *st) {
+  Duct__Test__Blob req = DUCT__TEST__BLOB__INIT, *reply;
+  req.data.data = (uint8_t *)data;
+  req.data.len = n;
+  req.tag = (uint32_t)n;
+  duct_call_opts o = {.deadline_ms = deadline_ms, .status = st};
+  duct_code rc = duct_test_probe_echo(ch, &req, &reply, &o);
+  if (rc == DUCT_OK) {
+    assert_int_equal(reply->tag, n);
+    assert_int_equal(reply->data.len, n);
+    assert_memory_equal(reply->data.data, data, n);
+    duct__test__blob__free_unpacked(reply, NULL);
+  } else {
+    assert_null(reply);
+    assert_int_equal(st->code, rc);
+  }
+  return rc;
+}
+
+static void echo_ok(duct_channel *ch) {
+  duct_status st;
+  duct_code rc = echo_n(ch, (const uint8_t *)"ping", 4, 10000, &st);
+  if (rc != DUCT_OK)
+    fail_msg("healthy call failed: %s: %s", duct_code_name(rc), st.message);
+}
+
+static long live_at_start;
+
+static int setup(void **state) {
+  (void)state;
+  live_at_start = atomic_load(&alloc_live);
+  duct__mutex_lock(&hs.mu);
+  hs.released = 0;
+  duct__mutex_unlock(&hs.mu);
+  return 0;
+}
+
+/* Every block duct allocated during the test was freed. */
+static void assert_no_leak(void) {
+  long live = atomic_load(&alloc_live);
+  if (live != live_at_start)
+    fail_msg("%ld block(s) allocated through duct_set_allocator were never freed",
+             live - live_at_start);
+}
+
+static void release_sleepers(void) {
+  duct__mutex_lock(&hs.mu);
+  hs.released = 1;
+  duct__cond_broadcast(&hs.cv);
+  duct__mutex_unlock(&hs.mu);
+}
+
+static int teardown(void **state) {
+  (void)state;
+  alloc_disarm();
+  fault_disarm();
+  release_sleepers();
+  return 0;
+}
+
+/* ==== allocation N fails ==== */
+
+/* One whole client session against a running server, with allocation N
+ * (counted across client and server) failing: open, a small call, a call
+ * whose request and reply travel as fragments, a call whose reply uses
+ * call memory, close. */
+static void alloc_loop_session(size_t big) {
+  const char *addr = next_address("alloc");
+  duct_server *s = server_start(addr, 10000);
+  uint8_t *data = pattern(big, 1);
+  long n;
+  int failures = 0;
+  for (n = 1; n < 2000; n++) {
+    alloc_arm(n);
+    duct_channel_opts co = {.connect_timeout_ms = 2000, .log = log_cb};
+    duct_channel *ch = NULL;
+    duct_code rc[4] = {DUCT_OK, DUCT_OK, DUCT_OK, DUCT_OK};
+    duct_status st = {0};
+    rc[0] = duct_channel_open(addr, &co, &ch);
+    if (rc[0] == DUCT_OK) {
+      rc[1] = echo_n(ch, (const uint8_t *)"ping", 4, 5000, &st);
+      rc[2] = echo_n(ch, data, big, 5000, &st);
+      Duct__Test__Empty e = DUCT__TEST__EMPTY__INIT;
+      Duct__Test__PeerInfo *who = NULL;
+      duct_call_opts o = {.deadline_ms = 5000};
+      rc[3] = duct_test_probe_whoami(ch, &e, &who, &o);
+      if (rc[3] == DUCT_OK)
+        duct__test__peer_info__free_unpacked(who, NULL);
+      else
+        assert_null(who);
+    } else {
+      assert_null(ch);
+    }
+    int fired = alloc_disarm();
+    for (int i = 0; i < 4; i++) {
+      if (rc[i] != DUCT_OK && rc[i] != DUCT_RESOURCE_EXHAUSTED && !clean_failure(rc[i]))
+        fail_msg("allocation %ld failed: step %d returned %s (%s)", n, i, duct_code_name(rc[i]), st.message);
+      if (rc[i] != DUCT_OK && !fired)
+        fail_msg("step %d failed (%s) with no allocation failed", i, duct_code_name(rc[i]));
+    }
+    /* The same channel (if any) and a new one both work again. */
+    if (ch) {
+      echo_ok(ch);
+      duct_channel_close(ch);
+    }
+    duct_channel *fresh = channel(addr);
+    echo_ok(fresh);
+    duct_channel_close(fresh);
+    if (!fired)
+      break; /* the whole session ran past its last allocation */
+    failures++;
+  }
+  assert_true(n < 2000);
+  printf("fault: %d allocation(s) failed one at a time along a session with a %zu-byte call\n",
+         failures, big);
+  assert_true(failures > 5);
+  assert_int_equal(duct_server_stop(s, 1000), DUCT_OK);
+  duct_server_free(s);
+  free(data);
+  assert_no_leak();
+}
+
+static void test_alloc_every_n_small_call(void **state) {
+  (void)state;
+  alloc_loop_session(100);
+}
+
+static void test_alloc_every_n_fragmented_call(void **state) {
+  (void)state;
+  /* 3 fragments each way at the default 64 KiB frame. */
+  alloc_loop_session(150000);
+}
+
+/* The server's whole lifecycle with allocation N failing: new, register,
+ * listen, start, serve one client, stop, free. */
+static void test_alloc_every_n_server_lifecycle(void **state) {
+  (void)state;
+  long n;
+  int failures = 0;
+  for (n = 1; n < 2000; n++) {
+    const char *addr = next_address("life");
+    long live0 = atomic_load(&alloc_live);
+    alloc_arm(n);
+    duct_server_opts o = {.workers = 2, .log = log_cb};
+    duct_server *s = NULL;
+    duct_code rc = duct_server_new(&o, &s);
+    if (rc == DUCT_OK)
+      rc = duct_test_probe_register(s, &handlers, NULL);
+    if (rc == DUCT_OK)
+      rc = duct_server_listen(s, addr);
+    if (rc == DUCT_OK)
+      rc = duct_server_start(s);
+    duct_code call = DUCT_OK;
+    if (rc == DUCT_OK) {
+      duct_channel_opts co = {.connect_timeout_ms = 2000, .log = log_cb};
+      duct_channel *ch;
+      call = duct_channel_open(addr, &co, &ch);
+      if (call == DUCT_OK) {
+        duct_status st;
+        call = echo_n(ch, (const uint8_t *)"ping", 4, 5000, &st);
+        duct_channel_close(ch);
+      }
+    }
+    int fired_before_stop = atomic_load(&alloc_failed) > 0;
+    if (s) {
+      assert_int_equal(duct_server_stop(s, 1000), DUCT_OK);
+      duct_server_free(s);
+    }
+    int fired = alloc_disarm();
+    if (rc != DUCT_OK && rc != DUCT_RESOURCE_EXHAUSTED)
+      fail_msg("allocation %ld failed: server setup returned %s", n, duct_code_name(rc));
+    if (call != DUCT_OK && !clean_failure(call))
+      fail_msg("allocation %ld failed: the call returned %s", n, duct_code_name(call));
+    if ((rc != DUCT_OK || call != DUCT_OK) && !fired_before_stop)
+      fail_msg("a step failed with no allocation failed");
+    if (atomic_load(&alloc_live) != live0)
+      fail_msg("allocation %ld failed: %ld block(s) leaked", n, atomic_load(&alloc_live) - live0);
+    if (!fired)
+      break;
+    failures++;
+  }
+  assert_true(n < 2000);
+  printf("fault: %d allocation(s) failed one at a time along a server's lifecycle\n", failures);
+  assert_true(failures > 5);
+  /* With memory back, a server works. */
+  const char *addr = next_address("life-ok");
+  duct_server *s = server_start(addr, 10000);
+  duct_channel *ch = channel(addr);
+  echo_ok(ch);
+  duct_channel_close(ch);
+  duct_server_free(s);
+  assert_no_leak();
+}
+
+/* ==== frame N fails, is truncated, or stalls ==== */
+
+/* For every frame event N on `side` along open + a fragmented call (3
+ * request fragments, 3 reply fragments): inject `kind` at N. Each run ends
+ * with a clean status within the deadline; then the same channel and a new
+ * one work. Ends when a run finishes without reaching N. */
+static void transport_loop(int kind) {
+  const char *addr = next_address(kind_names[kind]);
+  duct_server *s = server_start(addr, 10000);
+  size_t big = 150000;
+  uint8_t *data = pattern(big, 2);
+  /* A stall costs a whole deadline per run: keep it short. */
+  uint32_t deadline = kind == K_STALL ? 400 : 10000;
+  int injected = 0;
+  for (int side = SIDE_CLIENT; side <= SIDE_SERVER; side++) {
+    long n;
+    for (n = 0; n < 100; n++) {
+      fault_arm(kind, side, n);
+      duct_channel_opts co = {.connect_timeout_ms = deadline, .log = log_cb};
+      duct_channel *ch = NULL;
+      duct_status st = {0};
+      int64_t t0 = duct__now_ms();
+      duct_code rc = duct_channel_open(addr, &co, &ch);
+      if (rc == DUCT_OK)
+        rc = echo_n(ch, data, big, deadline, &st);
+      int64_t took = duct__now_ms() - t0;
+      int fired = fault_disarm();
+      if (fired && rc == DUCT_OK && !(kind == K_STALL && side == SIDE_SERVER))
+        fail_msg("%s of %s frame %ld went unnoticed", kind_names[kind],
+                 side ? "server" : "client", n);
+      if (rc != DUCT_OK && !clean_failure(rc))
+        fail_msg("%s of %s frame %ld: the call returned %s (%s)", kind_names[kind],
+                 side ? "server" : "client", n, duct_code_name(rc), st.message);
+      if (rc != DUCT_OK && !fired)
+        fail_msg("call failed with no fault injected: %s", duct_code_name(rc));
+      /* Open and call each have the deadline; a stall must not cost more. */
+      if (took > 2 * (int64_t)deadline + 3000)
+        fail_msg("%s of %s frame %ld: took %lld ms", kind_names[kind], side ? "server" : "client",
+                 n, (long long)took);
+      if (ch) {
+        echo_ok(ch); /* a broken link was dropped, not reused */
+        duct_channel_close(ch);
+      }
+      duct_channel *fresh = channel(addr);
+      echo_ok(fresh);
+      duct_channel_close(fresh);
+      if (!fired)
+        break;
+      injected++;
+    }
+    assert_true(n >= 4 && n < 100); /* the call really had that many frames */
+  }
+  duct__mutex_lock(&fx.mu);
+  int forever = fx.stalled_forever;
+  duct__mutex_unlock(&fx.mu);
+  assert_false(forever);
+  printf("fault: %s injected at %d frame positions (client and server)\n", kind_names[kind],
+         injected);
+  assert_int_equal(duct_server_stop(s, 1000), DUCT_OK);
+  duct_server_free(s);
+  free(data);
+  assert_no_leak();
+}
+
+static void test_transport_fail_after_n(void **state) {
+  (void)state;
+  transport_loop(K_FAIL);
+}
+
+static void test_transport_truncate_after_n(void **state) {
+  (void)state;
+  transport_loop(K_TRUNCATE);
+}
+
+static void test_transport_stall_after_n(void **state) {
+  (void)state;
+  transport_loop(K_STALL);
+}
+
+/* ==== peers that die ==== */
+
+static duct__link *raw_open(const char *addr) {
+  duct__link *l;
+  duct__err err;
+  assert_int_equal(duct__link_open(addr, duct__now_ms() + 10000, &l, &err), DUCT_OK);
+  return l;
+}
+
+static duct__link *raw_hello(const char *addr) {
+  duct__link *l = raw_open(addr);
+  uint8_t hello[DUCT__HELLO_MSG_SIZE], buf[DUCT__DEFAULT_MAX_FRAME];
+  duct__wire_hello(hello, DUCT__DEFAULT_MAX_FRAME, DUCT__DEFAULT_MAX_MESSAGE);
+  duct__iov iov = {hello, sizeof hello};
+  size_t len;
+  assert_int_equal(duct__link_transact(l, &iov, 1, buf, sizeof buf, &len, duct__now_ms() + 10000),
+                   DUCT_OK);
+  return l;
+}
+
+static const duct_method *probe_method(const char *name) {
+  for (size_t i = 0; i < duct_test_probe_service.n_methods; i++)
+    if (!strcmp(duct_test_probe_service.methods[i].name, name))
+      return &duct_test_probe_service.methods[i];
+  fail_msg("no method %s", name);
+  return NULL;
+}
+
+/* Sends fragments [0, upto) of a packed request for `m`. */
+static void raw_request(duct__link *l, const duct_method *m, const ProtobufCMessage *req,
+                        uint32_t call, size_t upto) {
+  size_t len = protobuf_c_message_get_packed_size(req);
+  uint8_t *buf = malloc(len + 1);
+  assert_non_null(buf);
+  protobuf_c_message_pack(req, buf);
+  duct__frame tmpl = {DUCT__VERSION, DUCT__REQUEST, 0, call, m->id, 0, 0, 0};
+  size_t n = duct__frag_count(len, DUCT__DEFAULT_MAX_FRAME);
+  for (size_t i = 0; i < n && i < upto; i++) {
+    uint8_t hdr[DUCT__HEADER_SIZE];
+    duct__iov iov[2];
+    int k = duct__wire_frag(&tmpl, buf, len, DUCT__DEFAULT_MAX_FRAME, i, 0, hdr, iov);
+    assert_int_equal(duct__link_send(l, iov, k, duct__now_ms() + 10000), DUCT_OK);
+  }
+  free(buf);
+}
+
+static void wait_sleeping(int n) {
+  int64_t until = duct__now_ms() + 20000;
+  duct__mutex_lock(&hs.mu);
+  while (hs.sleeping != n && duct__now_ms() < until)
+    duct__cond_wait(&hs.cv, &hs.mu, until);
+  int now = hs.sleeping;
+  duct__mutex_unlock(&hs.mu);
+  if (now != n)
+    fail_msg("expected %d running Sleep handler(s), have %d", n, now);
+}
+
+static long handler_runs(void) {
+  duct__mutex_lock(&hs.mu);
+  long n = hs.handler_runs;
+  duct__mutex_unlock(&hs.mu);
+  return n;
+}
+
+/* A client dies (its handle closes) at each stage of a call: before
+ * HELLO, before the request, between fragments, while the handler runs,
+ * before it reads the reply. The server frees the connection, runs no
+ * handler for an incomplete request, and serves the next client. */
+static void test_client_dies_at_every_stage(void **state) {
+  (void)state;
+  const char *addr = next_address("cdeath");
+  duct_server *s = server_start(addr, 10000);
+  duct_channel *ch = channel(addr);
+  size_t big = 200000;
+  uint8_t *data = pattern(big, 3);
+  Duct__Test__Blob blob = DUCT__TEST__BLOB__INIT;
+  blob.data.data = data;
+  blob.data.len = big;
+  const duct_method *echo_m = probe_method("/duct.test.Probe/Echo");
+
+  /* 1. Before HELLO. */
+  duct__link_close(raw_open(addr));
+  echo_ok(ch);
+  /* 2. After HELLO, before any request. */
+  duct__link_close(raw_hello(addr));
+  echo_ok(ch);
+  /* 3. Mid-fragments: 2 of the request's 4 fragments sent. */
+  long runs = handler_runs();
+  duct__link *l = raw_hello(addr);
+  raw_request(l, echo_m, &blob.base, 1, 2);
+  duct__link_close(l);
+  echo_ok(ch);
+  assert_int_equal(handler_runs(), runs + 1); /* only echo_ok's handler ran */
+  /* 4. While the handler runs: the reply has nowhere to go. */
+  long sends, errors;
+  server_send_counts(&sends, &errors);
+  l = raw_hello(addr);
+  Duct__Test__SleepRequest sl = DUCT__TEST__SLEEP_REQUEST__INIT;
+  sl.ms = 20000;
+  raw_request(l, probe_method("/duct.test.Probe/Sleep"), &sl.base, 1, 1);
+  wait_sleeping(1);
+  duct__link_close(l);
+  echo_ok(ch); /* served while the orphaned handler still runs */
+  server_send_counts(&sends, &errors);
+  release_sleepers();
+  wait_sleeping(0);
+  /* 5. Request sent whole, reply (4 fragments) not read. */
+  l = raw_hello(addr);
+  server_send_counts(&sends, &errors);
+  raw_request(l, echo_m, &blob.base, 2, 100);
+  wait_server_sends(sends, -1, 10000); /* the reply's first fragment is out */
+  duct__link_close(l);
+  echo_ok(ch);
+  duct_channel_close(ch);
+  /* Every connection's memory is back once the server stops. */
+  assert_int_equal(duct_server_stop(s, 2000), DUCT_OK);
+  duct_server_free(s);
+  free(data);
+  assert_no_leak();
+}
+
+/* ---- a server that dies at each stage, built on the raw transport ---- */
+
+typedef struct rogue {
+  int stage;
+  duct__mutex mu;
+  duct__cond cv;
+  int conns; /* open connections */
+} rogue;
+
+typedef struct rogue_conn {
+  rogue *r;
+  duct__conn *c;
+} rogue_conn;
+
+enum {
+  DIE_BEFORE_HELLO,    /* accepts, then closes without answering HELLO */
+  DIE_BEFORE_REPLY,    /* the request arrives; the server dies in the handler */
+  DIE_MID_REPLY,       /* one of three reply fragments, then gone */
+  DIE_WITH_GOAWAY,     /* says why, then goes */
+  DIE_WRONG_CALL,      /* answers another call id, then goes */
+  DIE_AFTER_REPLY,     /* the whole reply is out, then gone: nothing lost */
+  DIE_STAGES
+};
+
+static void *rogue_open(void *core, duct__conn *c, const duct_peer *peer) {
+  (void)peer;
+  rogue_conn *rc = calloc(1, sizeof *rc);
+  if (!rc)
+    return NULL;
+  rc->r = core;
+  rc->c = c;
+  duct__mutex_lock(&rc->r->mu);
+  rc->r->conns++;
+  duct__mutex_unlock(&rc->r->mu);
+  return rc;
+}
+
+static int rogue_message(void *state, const uint8_t *msg, size_t len) {
+  rogue_conn *rc = state;
+  duct__frame f;
+  const char *why;
+  if (duct__frame_decode(msg, len, &f, &why) != DUCT_OK)
+    return -1;
+  if (f.type == DUCT__HELLO) {
+    if (rc->r->stage == DIE_BEFORE_HELLO)
+      return -1;
+    uint8_t hello[DUCT__HELLO_MSG_SIZE];
+    duct__wire_hello(hello, DUCT__DEFAULT_MAX_FRAME, DUCT__DEFAULT_MAX_MESSAGE);
+    duct__iov iov = {hello, sizeof hello};
+    return duct__conn_send(rc->c, &iov, 1) == DUCT_OK ? 0 : -1;
+  }
+  if (f.flags & DUCT__FLAG_MORE)
+    return 0; /* wait for the request's last fragment */
+  /* A reply of 3 fragments: 2 full ones and a short one. */
+  Duct__Test__Blob reply = DUCT__TEST__BLOB__INIT;
+  size_t n = 2 * (DUCT__DEFAULT_MAX_FRAME - DUCT__HEADER_SIZE) + 100 - 8;
+  uint8_t *data = calloc(1, n);
+  uint8_t *packed = malloc(n + 16);
+  if (!data || !packed) {
+    free(data);
+    free(packed);
+    return -1;
+  }
+  reply.data.data = data;
+  reply.data.len = n;
+  size_t plen = protobuf_c_message_pack(&reply.base, packed);
+  duct__frame tmpl = {DUCT__VERSION, DUCT__RESPONSE, 0, f.call_id, f.method_id, 0, 0, 0};
+  size_t frags = duct__frag_count(plen, DUCT__DEFAULT_MAX_FRAME);
+  switch (rc->r->stage) {
+  case DIE_MID_REPLY: frags = 1; break;
+  case DIE_WRONG_CALL: tmpl.call_id += 1000; break;
+  case DIE_AFTER_REPLY: break;
+  case DIE_WITH_GOAWAY: {
+    uint8_t text[DUCT__TEXT_MSG_MAX];
+    size_t tl = duct__wire_text(text, DUCT__GOAWAY, 0, 0, DUCT_UNAVAILABLE, "going down");
+    duct__iov iov = {text, tl};
+    duct__conn_send(rc->c, &iov, 1);
+    frags = 0;
+    break;
+  }
+  default: frags = 0; break;
+  }
+  for (size_t i = 0; i < frags; i++) {
+    uint8_t hdr[DUCT__HEADER_SIZE];
+    duct__iov iov[2];
+    int k = duct__wire_frag(&tmpl, packed, plen, DUCT__DEFAULT_MAX_FRAME, i, 0, hdr, iov);
+    if (duct__conn_send(rc->c, iov, k) != DUCT_OK)
+      break;
+  }
+  free(data);
+  free(packed);
+  return -1; /* and the server is gone */
+}
+
+static void rogue_closed(void *state, duct_code why, const char *detail) {
+  (void)why;
+  (void)detail;
+  rogue_conn *rc = state;
+  duct__mutex_lock(&rc->r->mu);
+  rc->r->conns--;
+  duct__cond_broadcast(&rc->r->cv);
+  duct__mutex_unlock(&rc->r->mu);
+  free(rc);
+}
+
+static void rogue_tick(void *core) { (void)core; }
+
+static const duct__srv_cb rogue_cb = {rogue_open, rogue_message, rogue_closed, rogue_tick};
+
+/* The server side dies at each stage of a call: the client's call ends
+ * promptly with UNAVAILABLE (or the server's GOAWAY code), never hangs on
+ * its 20 s deadline and never returns a wrong reply; a reply that was
+ * completely sent before the server died is delivered. */
+static void test_server_dies_at_every_stage(void **state) {
+  (void)state;
+  static const duct_code want[DIE_STAGES] = {DUCT_UNAVAILABLE, DUCT_UNAVAILABLE, DUCT_UNAVAILABLE,
+                                             DUCT_UNAVAILABLE, DUCT_UNAVAILABLE, DUCT_OK};
+  for (int stage = 0; stage < DIE_STAGES; stage++) {
+    rogue r = {.stage = stage};
+    duct__mutex_init(&r.mu);
+    duct__cond_init(&r.cv);
+    const char *addr = next_address("sdeath");
+    duct__listen_opts lo = {.workers = 1, .max_frame = DUCT__DEFAULT_MAX_FRAME,
+                            .max_connections = 16, .send_timeout_ms = 5000};
+    duct__listener *l;
+    duct__err err;
+    assert_int_equal(duct__listen(addr, &lo, &rogue_cb, &r, &l, &err), DUCT_OK);
+    assert_int_equal(duct__listener_start(l), DUCT_OK);
+    duct_channel_opts co = {.connect_timeout_ms = 5000, .log = log_cb};
+    duct_channel *ch = NULL;
+    int64_t t0 = duct__now_ms();
+    duct_code rc = duct_channel_open(addr, &co, &ch);
+    if (stage == DIE_BEFORE_HELLO) {
+      assert_int_equal(rc, DUCT_UNAVAILABLE);
+      assert_null(ch);
+    } else {
+      assert_int_equal(rc, DUCT_OK);
+      Duct__Test__Blob req = DUCT__TEST__BLOB__INIT, *reply;
+      duct_status st;
+      duct_call_opts o = {.deadline_ms = 20000, .status = &st};
+      rc = duct_test_probe_echo(ch, &req, &reply, &o);
+      if (rc != want[stage])
+        fail_msg("server dying at stage %d: call returned %s (%s), want %s", stage,
+                 duct_code_name(rc), st.message, duct_code_name(want[stage]));
+      if (rc == DUCT_OK) {
+        assert_int_equal(reply->data.len, 2 * (DUCT__DEFAULT_MAX_FRAME - DUCT__HEADER_SIZE) + 92);
+        duct__test__blob__free_unpacked(reply, NULL);
+      } else {
+        assert_null(reply);
+      }
+      /* The next call finds the server gone (it accepts but dies again). */
+      duct_channel_close(ch);
+    }
+    assert_true(duct__now_ms() - t0 < 10000);
+    duct__listener_stop_accepting(l);
+    duct__listener_free(l);
+    assert_int_equal(r.conns, 0);
+    duct__cond_destroy(&r.cv);
+    duct__mutex_destroy(&r.mu);
+  }
+  assert_no_leak();
+}
+
+/* ==== slow peers ==== */
+
+/* Three peers stall: one never says HELLO, one sends part of a request,
+ * one asks for a 2 MiB reply and never reads it. Each is disconnected
+ * after the 300 ms idle timeout (the last by the send timeout) while a
+ * healthy client keeps being served. */
+static void test_slow_peers_cut_off_others_served(void **state) {
+  (void)state;
+  const char *addr = next_address("slow");
+  duct_server *s = server_start(addr, 300);
+  duct_channel *ch = channel(addr);
+  size_t big = 2u * 1024 * 1024;
+  uint8_t *data = pattern(big, 4);
+  Duct__Test__Blob blob = DUCT__TEST__BLOB__INIT;
+  blob.data.data = data;
+  blob.data.len = big;
+
+  long sends, errors;
+  server_send_counts(&sends, &errors);
+  int64_t t0 = duct__now_ms();
+  duct__link *silent = raw_open(addr);
+  duct__link *partial = raw_hello(addr);
+  raw_request(partial, probe_method("/duct.test.Probe/Echo"), &blob.base, 1, 1);
+  duct__link *deaf = raw_hello(addr);
+  raw_request(deaf, probe_method("/duct.test.Probe/Echo"), &blob.base, 1, 1000);
+  echo_ok(ch); /* served while all three stall */
+
+  /* The silent and partial peers are hung up on. */
+  duct__link *cut[2] = {silent, partial};
+  uint8_t *buf = malloc(DUCT__DEFAULT_MAX_FRAME);
+  assert_non_null(buf);
+  for (int i = 0; i < 2; i++) {
+    size_t len;
+    duct_code rc = duct__link_recv(cut[i], buf, DUCT__DEFAULT_MAX_FRAME, &len,
+                                   duct__now_ms() + 15000);
+    assert_int_equal(rc, DUCT_UNAVAILABLE);
+    assert_true(duct__now_ms() - t0 >= 250);
+  }
+  /* The deaf peer: the server's send times out and fails, then whatever
+   * was buffered drains and the link ends. */
+  wait_server_sends(sends, errors, 15000);
+  duct_code rc;
+  int frames = 0;
+  size_t len;
+  while ((rc = duct__link_recv(deaf, buf, DUCT__DEFAULT_MAX_FRAME, &len,
+                               duct__now_ms() + 15000)) == DUCT_OK)
+    frames++;
+  assert_int_equal(rc, DUCT_UNAVAILABLE);
+  assert_true(frames < 32); /* never the whole 2 MiB reply */
+  echo_ok(ch);
+  for (int i = 0; i < 2; i++)
+    duct__link_close(cut[i]);
+  duct__link_close(deaf);
+  duct_channel_close(ch);
+  free(buf);
+  free(data);
+  assert_int_equal(duct_server_stop(s, 1000), DUCT_OK);
+  duct_server_free(s);
+  assert_no_leak();
+}
+
+/* ==== connection storms ==== */
+
+typedef struct stormer {
+  const char *addr;
+  duct__thread t;
+  duct_code open_rc, call_rc;
+} stormer;
+
+static struct {
+  duct__mutex mu;
+  duct__cond cv;
+  int go;
+} gate;
+
+static void stormer_run(void *arg) {
+  stormer *st = arg;
+  duct__mutex_lock(&gate.mu);
+  while (!gate.go)
+    duct__cond_wait(&gate.cv, &gate.mu, -1);
+  duct__mutex_unlock(&gate.mu);
+  duct_channel_opts co = {.connect_timeout_ms = 30000, .log = log_cb};
+  duct_channel *ch;
+  st->open_rc = duct_channel_open(st->addr, &co, &ch);
+  if (st->open_rc != DUCT_OK)
+    return;
+  duct_status status;
+  st->call_rc = echo_n(ch, (const uint8_t *)"storm", 5, 30000, &status);
+  duct_channel_close(ch);
+}
+
+/* 32 clients connect in the same instant, three times over. On Windows
+ * most find every pipe instance taken (ERROR_PIPE_BUSY) and must wait and
+ * retry; on POSIX they queue in the listen backlog. All get served. */
+static void test_connect_storm(void **state) {
+  (void)state;
+  const char *addr = next_address("storm");
+  duct_server *s = server_start(addr, 10000);
+  enum { N = 32 };
+  for (int round = 0; round < 3; round++) {
+    stormer st[N];
+    gate.go = 0;
+    for (int i = 0; i < N; i++) {
+      st[i] = (stormer){addr, {{0}}, DUCT_UNKNOWN, DUCT_UNKNOWN};
+      assert_int_equal(duct__thread_start(&st[i].t, stormer_run, &st[i]), DUCT_OK);
+    }
+    duct__mutex_lock(&gate.mu);
+    gate.go = 1;
+    duct__cond_broadcast(&gate.cv);
+    duct__mutex_unlock(&gate.mu);
+    for (int i = 0; i < N; i++)
+      duct__thread_join(&st[i].t);
+    for (int i = 0; i < N; i++) {
+      if (st[i].open_rc != DUCT_OK || st[i].call_rc != DUCT_OK)
+        fail_msg("round %d client %d: open %s, call %s", round, i, duct_code_name(st[i].open_rc),
+                 duct_code_name(st[i].call_rc));
+    }
+  }
+  assert_int_equal(duct_server_stop(s, 1000), DUCT_OK);
+  duct_server_free(s);
+  assert_no_leak();
+}
+
+/* ==== stale addresses ==== */
+
+/* A socket file left by a dead server is replaced and the new server
+ * serves; a regular file at the address is never replaced. POSIX only:
+ * a named pipe vanishes with its last handle. */
+static void test_stale_socket_file(void **state) {
+  (void)state;
+  char path[256];
+  if (!fault_make_stale_socket(path, sizeof path))
+    skip();
+  duct_server *s = server_start(path, 10000);
+  duct_channel *ch = channel(path);
+  echo_ok(ch);
+  duct_channel_close(ch);
+  duct_server_free(s);
+
+  assert_true(fault_make_regular_file(path, sizeof path));
+  duct_server_opts o = {.workers = 1, .log = log_cb};
+  assert_int_equal(duct_server_new(&o, &s), DUCT_OK);
+  duct_code rc = duct_server_listen(s, path);
+  assert_int_not_equal(rc, DUCT_OK);
+  duct_server_free(s);
+  assert_true(fault_is_regular_file(path)); /* still there, untouched */
+  fault_remove(path);
+  assert_no_leak();
+}
+
+int main(int argc, char **argv) {
+  static const duct_allocator counting = {a_malloc, a_realloc, a_free, NULL};
+  /* Before any other duct call: all of duct's memory comes through here. */
+  duct_set_allocator(&counting);
+  duct__mutex_init(&fx.mu);
+  duct__cond_init(&fx.cv);
+  duct__mutex_init(&hs.mu);
+  duct__cond_init(&hs.cv);
+  duct__mutex_init(&gate.mu);
+  duct__cond_init(&gate.cv);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_alloc_every_n_small_call, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_alloc_every_n_fragmented_call, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_alloc_every_n_server_lifecycle, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_transport_fail_after_n, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_transport_truncate_after_n, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_transport_stall_after_n, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_client_dies_at_every_stage, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_server_dies_at_every_stage, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_slow_peers_cut_off_others_served, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_connect_storm, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_stale_socket_file, setup, teardown),
+  };
+  if (argc > 1)
+    cmocka_set_test_filter(argv[1]);
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
