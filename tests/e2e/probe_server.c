@@ -1,9 +1,11 @@
 /* duct-probe-server: the helper process of the end-to-end tests.
  *   duct-probe-server ADDRESS [--max-message N] [--idle-ms N] [--workers N]
  *     serves duct.test.Probe until its Shutdown method is called, then
- *     stops with a 5 s drain and exits 0; exit 2 if it cannot listen.
+ *     stops with a 5 s drain and exits 0; exit 2 if it cannot listen, 3 if
+ *     duct did not free all its memory (counted through duct_set_allocator).
  *   duct-probe-server --client ADDRESS MS
  *     calls Sleep(MS) on ADDRESS and exits 0 (a client to kill mid-call). */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,11 +14,58 @@
 
 #include "probe.duct.h"
 #include "runtime/sys.h"
+#include "sysinfo.h"
 
 static duct__mutex mu;
 static duct__cond cv;
-static unsigned sleeping, last_auth_pid;
+static unsigned sleeping, last_auth_pid, last_auth_uid, forbidden_runs;
+static int last_auth_has_uid;
+static char last_auth_user[256];
 static int shutdown_requested;
+
+/* duct's memory, counted: Stats reports it (the load test checks it stays
+ * flat) and main checks it all comes back when the server is freed. A
+ * header before each block remembers its size. */
+static atomic_ullong live_blocks, live_bytes;
+#define HDR 16
+
+static void *count_malloc(void *user, size_t n) {
+  (void)user;
+  unsigned char *p = malloc(HDR + n);
+  if (!p)
+    return NULL;
+  memcpy(p, &n, sizeof n);
+  atomic_fetch_add(&live_blocks, 1);
+  atomic_fetch_add(&live_bytes, n);
+  return p + HDR;
+}
+
+static void count_free(void *user, void *q) {
+  (void)user;
+  if (!q)
+    return;
+  unsigned char *p = (unsigned char *)q - HDR;
+  size_t n;
+  memcpy(&n, p, sizeof n);
+  atomic_fetch_sub(&live_blocks, 1);
+  atomic_fetch_sub(&live_bytes, n);
+  free(p);
+}
+
+static void *count_realloc(void *user, void *q, size_t n) {
+  if (!q)
+    return count_malloc(user, n);
+  unsigned char *p = (unsigned char *)q - HDR;
+  size_t old;
+  memcpy(&old, p, sizeof old);
+  unsigned char *np = realloc(p, HDR + n);
+  if (!np)
+    return NULL;
+  memcpy(np, &n, sizeof n);
+  atomic_fetch_add(&live_bytes, n);
+  atomic_fetch_sub(&live_bytes, old);
+  return np + HDR;
+}
 
 static duct_code echo(duct_ctx *ctx, const Duct__Test__Blob *req, Duct__Test__Blob *reply) {
   (void)ctx;
@@ -45,12 +94,18 @@ static duct_code fail(duct_ctx *ctx, const Duct__Test__FailRequest *req, Duct__T
 }
 
 static duct_code stats(duct_ctx *ctx, const Duct__Test__Empty *req, Duct__Test__Stats *reply) {
-  (void)ctx;
   (void)req;
   duct__mutex_lock(&mu);
   reply->sleeping = sleeping;
   reply->last_auth_pid = last_auth_pid;
+  reply->last_auth_uid = last_auth_uid;
+  reply->last_auth_has_uid = last_auth_has_uid;
+  reply->last_auth_user = duct_ctx_strdup(ctx, last_auth_user);
+  reply->forbidden_runs = forbidden_runs;
   duct__mutex_unlock(&mu);
+  reply->rss_kb = test_rss_kb();
+  reply->live_blocks = atomic_load(&live_blocks);
+  reply->live_bytes = atomic_load(&live_bytes);
   return DUCT_OK;
 }
 
@@ -79,6 +134,9 @@ static duct_code do_shutdown(duct_ctx *ctx, const Duct__Test__Empty *req, Duct__
 static duct_code forbidden(duct_ctx *ctx, const Duct__Test__Empty *req, Duct__Test__Empty *reply) {
   (void)req;
   (void)reply;
+  duct__mutex_lock(&mu);
+  forbidden_runs++; /* the test reads this back: nothing may run when denied */
+  duct__mutex_unlock(&mu);
   return duct_ctx_fail(ctx, DUCT_INTERNAL, "the authorization hook should have refused this");
 }
 
@@ -86,6 +144,9 @@ static duct_code authorize(void *user, const duct_peer *peer, const duct_method 
   (void)user;
   duct__mutex_lock(&mu);
   last_auth_pid = peer->pid;
+  last_auth_uid = peer->uid;
+  last_auth_has_uid = peer->has_uid;
+  snprintf(last_auth_user, sizeof last_auth_user, "%s", peer->user);
   duct__mutex_unlock(&mu);
   return strcmp(m->name, "/duct.test.Probe/Forbidden") ? DUCT_OK : DUCT_PERMISSION_DENIED;
 }
@@ -111,6 +172,8 @@ static int run_client(const char *address, unsigned ms) {
 }
 
 int main(int argc, char **argv) {
+  static const duct_allocator counting = {count_malloc, count_realloc, count_free, NULL};
+  duct_set_allocator(&counting); /* before any other duct call */
   duct__mutex_init(&mu);
   duct__cond_init(&cv);
   if (argc == 4 && !strcmp(argv[1], "--client"))
@@ -148,5 +211,13 @@ int main(int argc, char **argv) {
   duct__mutex_unlock(&mu);
   rc = duct_server_stop(s, 5000);
   duct_server_free(s);
+  /* Every block duct allocated is back: a leak fails the test that
+   * stopped this server (it expects exit code 0), on every platform. */
+  if (atomic_load(&live_blocks) != 0) {
+    fprintf(stderr, "duct-probe-server: %llu block(s), %llu bytes never freed\n",
+            (unsigned long long)atomic_load(&live_blocks),
+            (unsigned long long)atomic_load(&live_bytes));
+    return 3;
+  }
   return rc == DUCT_OK ? 0 : 1;
 }

@@ -20,6 +20,7 @@
 #include "runtime/sys.h"
 #include "runtime/transport.h"
 #include "runtime/wire.h"
+#include "sysinfo.h"
 #include "tests/support/proc.h"
 
 static const char *argv0;
@@ -476,14 +477,29 @@ static void test_authorization_hook(void **state) {
   duct_call_opts o = {.status = &st};
   assert_int_equal(duct_test_probe_forbidden(f->ch, &req, &reply, &o), DUCT_PERMISSION_DENIED);
   assert_non_null(strstr(st.message, "Forbidden"));
+  /* Denied twice over, also on a fresh connection: the handler never ran. */
+  duct_channel *other;
+  duct_channel_opts co = {.connect_timeout_ms = START_MS};
+  assert_int_equal(duct_channel_open(f->address, &co, &other), DUCT_OK);
+  assert_int_equal(duct_test_probe_forbidden(other, &req, &reply, &o), DUCT_PERMISSION_DENIED);
+  assert_null(reply);
+  duct_channel_close(other);
+  /* The hook saw the real peer, as the system reports it: this process's
+   * pid and its user (the uid on POSIX, the token's SID on Windows). */
+  char self[256];
+  test_self_user(self, sizeof self);
   Duct__Test__Stats *s = get_stats(f->ch);
-  assert_int_equal(s->last_auth_pid, duct__getpid()); /* the hook saw the real peer */
+  assert_int_equal(s->forbidden_runs, 0);
+  assert_int_equal(s->last_auth_pid, duct__getpid());
+  assert_string_equal(s->last_auth_user, self);
+  if (s->last_auth_has_uid)
+    assert_int_equal(s->last_auth_uid, (uint32_t)strtoul(self, NULL, 10));
   duct__test__stats__free_unpacked(s, NULL);
   Duct__Test__PeerInfo *who;
   assert_int_equal(duct_test_probe_whoami(f->ch, &req, &who, NULL), DUCT_OK);
   assert_int_equal(who->pid, duct__getpid());
   assert_int_equal(who->server_pid, test_proc_pid(f->server));
-  assert_true(strlen(who->user) > 0);
+  assert_string_equal(who->user, self);
   duct__test__peer_info__free_unpacked(who, NULL);
   stop_probe(f);
 }

@@ -1,0 +1,35 @@
+/* sysinfo.h on Windows: the working set, the process token's user SID. */
+#define WIN32_LEAN_AND_MEAN
+#include <windows.h>
+#include <psapi.h>
+#include <sddl.h>
+
+#include "sysinfo.h"
+
+#include <stdio.h>
+
+uint64_t test_rss_kb(void) {
+  PROCESS_MEMORY_COUNTERS pmc;
+  if (!GetProcessMemoryInfo(GetCurrentProcess(), &pmc, sizeof pmc))
+    return 0;
+  return (uint64_t)pmc.WorkingSetSize / 1024;
+}
+
+void test_self_user(char *buf, size_t cap) {
+  snprintf(buf, cap, "?");
+  HANDLE tok;
+  if (!OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &tok))
+    return;
+  union {
+    TOKEN_USER tu;
+    char bytes[512];
+  } u;
+  DWORD n;
+  char *sid;
+  if (GetTokenInformation(tok, TokenUser, &u, sizeof u, &n) &&
+      ConvertSidToStringSidA(u.tu.User.Sid, &sid)) {
+    snprintf(buf, cap, "%s", sid);
+    LocalFree(sid);
+  }
+  CloseHandle(tok);
+}
