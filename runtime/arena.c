@@ -10,7 +10,7 @@
 #define ALIGN 16u
 /* Resets in a row that leave a block above `keep` mostly unused before it
  * is released (arena.h). */
-#define ARENA_SLACK 16u
+#define ARENA_SLACK 2u
 
 struct duct__arena_block {
   duct__arena_block *next;

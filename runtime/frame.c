@@ -15,7 +15,7 @@ static_assert(DUCT__DEFAULT_MAX_FRAME > DUCT__HEADER_SIZE, "room for payload");
 #define REASM_KEEP (128u * 1024u)
 /* Messages that leave a buffer above REASM_KEEP mostly unused before it is
  * released. */
-#define REASM_SLACK 16
+#define REASM_SLACK 2
 
 static void put16(uint8_t *p, uint16_t v) {
   p[0] = (uint8_t)v;
