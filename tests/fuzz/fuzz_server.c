@@ -119,7 +119,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       memcpy(m, msgs[i], lens[i]);
     int r = cb->message(state, m, lens[i]);
     free(m);
-    if (r != 0)
+    /* 1 means "answered, keep the connection" (transport.h); only a
+     * negative result closes it. */
+    if (r < 0)
       break;
     cb->tick(core);
   }
