@@ -6,6 +6,7 @@
 #include "duct/server.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,11 +39,14 @@ struct duct_server {
   entry *methods; /* sorted by id once started, for bsearch */
   size_t n_methods;
   duct__listener *l;
-  duct__mutex mu; /* guards everything below */
+  duct__mutex mu; /* guards the connection list and started/stopped */
   duct__cond cv;  /* signalled when a call or a connection ends */
   sconn *conns;   /* every open connection, for tick and stop */
-  int started, stopping, stopped;
-  int inflight; /* handlers running */
+  int started, stopped;
+  /* Read by every call, so atomics rather than `mu`: a call touches no lock
+   * that its own connection does not need. */
+  atomic_int stopping;
+  atomic_int inflight; /* calls between dispatch and reply */
 };
 
 struct sconn {
@@ -55,10 +59,11 @@ struct sconn {
   uint32_t peer_max_frame;
   uint32_t peer_max_message;
   int hello_done;
-  /* Guarded by s->mu: when the current partial message (or the wait for
-   * HELLO) began, 0 when none is pending; and whether a call is running. */
-  int64_t partial_since;
-  int in_call;
+  /* When the current partial message (or the wait for HELLO) began, 0
+   * when none is pending; and whether a call is running. Atomic: the
+   * worker writes them, tick and stop read them. */
+  _Atomic int64_t partial_since;
+  atomic_int in_call;
 };
 
 struct duct_ctx {
@@ -234,10 +239,18 @@ fail:
                    text ? text : duct_code_message(code));
 }
 
-static void set_partial(sconn *sc, int64_t since) {
-  duct__mutex_lock(&sc->s->mu);
-  sc->partial_since = since;
-  duct__mutex_unlock(&sc->s->mu);
+static void set_partial(sconn *sc, int64_t since) { atomic_store(&sc->partial_since, since); }
+
+/* Wakes duct_server_stop when the last call in flight ends during a stop.
+ * The decrement comes before the read of `stopping` (both sequentially
+ * consistent), so a stop that began earlier always sees the decrement or
+ * gets this broadcast; its wait is bounded by the drain time regardless. */
+static void call_done(duct_server *s) {
+  if (atomic_fetch_sub(&s->inflight, 1) == 1 && atomic_load(&s->stopping)) {
+    duct__mutex_lock(&s->mu);
+    duct__cond_broadcast(&s->cv);
+    duct__mutex_unlock(&s->mu);
+  }
 }
 
 static int on_hello(sconn *sc, const duct__frame *f, const uint8_t *payload) {
@@ -317,16 +330,21 @@ static int on_message(void *state, const uint8_t *msg, size_t len) {
 
   /* The deadline clock starts when the request's first frame arrived. */
   int64_t started = now;
-  duct__mutex_lock(&s->mu);
-  if (was_partial)
-    started = sc->partial_since;
-  sc->partial_since = 0;
-  int stopping = s->stopping;
-  if (!stopping) {
-    sc->in_call = 1;
-    s->inflight++;
+  if (was_partial) {
+    started = atomic_load(&sc->partial_since);
+    set_partial(sc, 0);
   }
-  duct__mutex_unlock(&s->mu);
+  /* Announce the call, then look at `stopping`: duct_server_stop does the
+   * opposite (sets `stopping`, then looks at `in_call`), so with these
+   * sequentially consistent operations at least one side sees the other:
+   * either this call is refused here, or stop lets it finish. */
+  atomic_fetch_add(&s->inflight, 1);
+  atomic_store(&sc->in_call, 1);
+  int stopping = atomic_load(&s->stopping);
+  if (stopping) {
+    atomic_store(&sc->in_call, 0);
+    call_done(s);
+  }
 
   int r;
   if (stopping) {
@@ -342,14 +360,11 @@ static int on_message(void *state, const uint8_t *msg, size_t len) {
   }
   duct__arena_reset(&sc->arena);
 
-  duct__mutex_lock(&s->mu);
   if (!stopping) {
-    sc->in_call = 0;
-    s->inflight--;
-    duct__cond_broadcast(&s->cv);
+    atomic_store(&sc->in_call, 0);
+    call_done(s);
   }
-  stopping = s->stopping;
-  duct__mutex_unlock(&s->mu);
+  stopping = atomic_load(&s->stopping);
   if (stopping && r == 0) {
     /* Answered the last call this connection gets: tell the client why
      * the connection ends so its next call reconnects elsewhere. */
@@ -374,14 +389,14 @@ static void *on_open(void *core, duct__conn *c, const duct_peer *peer) {
   duct__reasm_init(&sc->rx, s->o.max_message_size);
   duct__arena_init(&sc->arena, ARENA_KEEP);
   duct__mutex_lock(&s->mu);
-  if (s->stopping) {
+  if (atomic_load(&s->stopping)) {
     duct__mutex_unlock(&s->mu);
     duct__reasm_free(&sc->rx);
     duct__free(sc);
     return NULL;
   }
   /* Waiting for HELLO counts as a partial message for the idle timeout. */
-  sc->partial_since = duct__now_ms();
+  atomic_init(&sc->partial_since, duct__now_ms());
   sc->next = s->conns;
   if (s->conns)
     s->conns->prev = sc;
@@ -417,11 +432,15 @@ static void on_tick(void *core) {
   int64_t now = duct__now_ms();
   duct__mutex_lock(&s->mu);
   for (sconn *sc = s->conns; sc; sc = sc->next) {
-    if (sc->partial_since && now - sc->partial_since > (int64_t)s->o.idle_timeout_ms) {
+    int64_t since = atomic_load(&sc->partial_since);
+    /* The exchange fails if the message completed meanwhile, so a call
+     * that has just started is never cut off; success also means the
+     * connection is closed once. */
+    if (since && now - since > (int64_t)s->o.idle_timeout_ms &&
+        atomic_compare_exchange_strong(&sc->partial_since, &since, 0)) {
       duct__log(&s->log, DUCT_LOG_WARN,
                 "closing connection from pid %u: a message stalled for over %u ms",
                 (unsigned)sc->peer.pid, (unsigned)s->o.idle_timeout_ms);
-      sc->partial_since = 0; /* close once */
       duct__conn_close(sc->c);
     }
   }
@@ -552,18 +571,19 @@ duct_code duct_server_stop(duct_server *s, int drain_ms) {
   }
   duct__listener_stop_accepting(s->l);
   int64_t until = duct__now_ms() + (drain_ms > 0 ? drain_ms : 0);
+  atomic_store(&s->stopping, 1);
   duct__mutex_lock(&s->mu);
-  s->stopping = 1;
-  /* Idle connections go now; busy ones go after their reply. */
+  /* Idle connections go now; busy ones go after their reply (see
+   * on_message for why reading in_call after setting stopping is safe). */
   for (sconn *sc = s->conns; sc; sc = sc->next) {
-    if (!sc->in_call && !sc->partial_since) {
+    if (!atomic_load(&sc->in_call) && !atomic_load(&sc->partial_since)) {
       send_text(sc, DUCT__GOAWAY, 0, 0, DUCT_UNAVAILABLE, "the server is stopping");
       duct__conn_close(sc->c);
     }
   }
-  while (s->inflight > 0 && duct__now_ms() < until)
+  while (atomic_load(&s->inflight) > 0 && duct__now_ms() < until)
     duct__cond_wait(&s->cv, &s->mu, until);
-  int abandoned = s->inflight;
+  int abandoned = atomic_load(&s->inflight);
   duct__mutex_unlock(&s->mu);
   if (abandoned)
     duct__log(&s->log, DUCT_LOG_WARN, "stop: %d call(s) still running after %d ms; closing",
