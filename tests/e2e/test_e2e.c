@@ -469,6 +469,35 @@ static void test_garbage_closes_only_that_connection(void **state) {
   stop_probe(f);
 }
 
+/* A well-formed HELLO offering only protocol versions the server does not
+ * speak is answered with GOAWAY FAILED_PRECONDITION naming the versions. */
+static void test_hello_version_mismatch(void **state) {
+  (void)state;
+  fixture *f = start_probe(NULL, 0);
+  duct__link *l;
+  duct__err err;
+  assert_int_equal(duct__link_open(f->address, duct__now_ms() + 10000, &l, &err), DUCT_OK);
+  uint8_t msg[DUCT__HELLO_MSG_SIZE], buf[DUCT__DEFAULT_MAX_FRAME];
+  duct__frame hf = {DUCT__VERSION, DUCT__HELLO, 0, 0, 0, 0, 0, DUCT__HELLO_SIZE};
+  duct__hello h = {2, 3, DUCT__DEFAULT_MAX_FRAME, DUCT__DEFAULT_MAX_MESSAGE};
+  duct__frame_encode(&hf, msg);
+  duct__hello_encode(&h, msg + DUCT__HEADER_SIZE);
+  duct__iov iov = {msg, sizeof msg};
+  size_t len;
+  assert_int_equal(duct__link_transact(l, &iov, 1, buf, sizeof buf, &len, duct__now_ms() + 10000),
+                   DUCT_OK);
+  duct__frame fr;
+  const char *why;
+  assert_int_equal(duct__frame_decode(buf, len, &fr, &why), DUCT_OK);
+  assert_int_equal(fr.type, DUCT__GOAWAY);
+  assert_int_equal(fr.status, DUCT_FAILED_PRECONDITION);
+  buf[len < sizeof buf ? len : sizeof buf - 1] = 0;
+  assert_non_null(strstr((const char *)buf + DUCT__HEADER_SIZE, "2..3"));
+  duct__link_close(l);
+  echo_ok(f->ch);
+  stop_probe(f);
+}
+
 static void test_authorization_hook(void **state) {
   (void)state;
   fixture *f = start_probe(NULL, 0);
@@ -610,6 +639,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_teardown(test_client_killed_mid_call, teardown),
       cmocka_unit_test_teardown(test_request_over_max_message, teardown),
       cmocka_unit_test_teardown(test_garbage_closes_only_that_connection, teardown),
+      cmocka_unit_test_teardown(test_hello_version_mismatch, teardown),
       cmocka_unit_test_teardown(test_authorization_hook, teardown),
       cmocka_unit_test_teardown(test_second_server_same_address_fails, teardown),
       cmocka_unit_test_teardown(test_3mib_round_trip, teardown),
