@@ -2,6 +2,14 @@
 # CMAKE_CROSSCOMPILING_EMULATOR for the `windows` preset: runs one .exe
 # under Wine, quietly, in a Wine prefix private to the build tree.
 #
+#   wine-run.sh PROGRAM.exe ARGS...   run one program
+#   wine-run.sh --server-start        keep one wineserver up until --server-stop
+#   wine-run.sh --server-stop
+# By default a wineserver exits a few seconds after its last client; a
+# program started just as it exits can fail at once with no output, which
+# made a test fail now and then. scripts/test.sh therefore keeps one server
+# up for the whole Windows test run.
+#
 # Creating a prefix takes several seconds and must not race, so the first
 # caller creates it under a lock and the others wait for it.
 set -e
@@ -27,4 +35,23 @@ if [ ! -f "$WINEPREFIX/.duct-ready" ]; then
     fi
   ) 9>"$WINEPREFIX.lock"
 fi
+wineserver=$(command -v wineserver || true)
+[ -n "$wineserver" ] || wineserver=/usr/lib/wine/wineserver64
+case "${1:-}" in
+  --server-start)
+    # Replace a server that will exit on its own (e.g. wineboot's) with a
+    # persistent one; detached, with no inherited output, so ctest never
+    # waits on it.
+    "$wineserver" -k </dev/null >/dev/null 2>&1 || true
+    "$wineserver" -p </dev/null >/dev/null 2>&1
+    # Wine's own services (services.exe, winedevice.exe, ...) start with the
+    # first program and live as long as the server. Start them here, with
+    # no inherited output: started by a test, they would hold that test's
+    # output pipe open and ctest would wait for it forever.
+    "$wine" wineboot </dev/null >/dev/null 2>&1 || true
+    exit 0 ;;
+  --server-stop)
+    "$wineserver" -k </dev/null >/dev/null 2>&1 || true
+    exit 0 ;;
+esac
 exec "$wine" "$@"

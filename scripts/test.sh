@@ -12,6 +12,15 @@ for p in "${presets[@]}"; do
   echo "=== preset $p: configure, build, test"
   cmake --preset "$p" >/dev/null
   cmake --build --preset "$p" -- --no-print-directory
-  ctest --preset "$p"
+  if [ "$p" = windows ]; then
+    # One wineserver for the whole run (see cmake/wine-run.sh).
+    cmake/wine-run.sh --server-start
+    trap 'cmake/wine-run.sh --server-stop' EXIT
+    ctest --preset "$p"
+    cmake/wine-run.sh --server-stop
+    trap - EXIT
+  else
+    ctest --preset "$p"
+  fi
 done
 echo "=== all presets passed: ${presets[*]}"
