@@ -84,7 +84,7 @@ static duct_code kv_list(duct_ctx *ctx, const Duct__Examples__Kv__ListRequest *r
 static const duct_examples_kv_key_value_handlers handlers = {
     .put = kv_put,
     .get = kv_get,
-    .delete = kv_delete,
+    .delete_ = kv_delete,
     .list = kv_list,
 };
 
