@@ -5,9 +5,14 @@
 # to <target> (any target that compiles C; an OBJECT library works):
 # <name>.pb-c.c for every file, <name>.duct.c for every file that declares
 # a service. The output directory goes on <target>'s include path (PUBLIC)
-# and <target> links duct_runtime (PUBLIC) for duct_call_unary and
+# and <target> links duct::duct (PUBLIC) for duct_call_unary and
 # duct_server_add. Sources are regenerated when a .proto or the plugin
 # changes. docs/CODEGEN.md has the details.
+#
+# The same function serves duct's own build, a project that added duct
+# with add_subdirectory, and one that found it with find_package(duct):
+# each publishes the plugin's path (global property DUCT_GEN_PLUGIN) and
+# duct's header folders (DUCT_INCLUDE_DIRS) before calling it.
 #
 #   PROTOS       .proto files, relative to the current source directory or
 #                absolute. Each must lie in one of the import directories;
@@ -26,7 +31,7 @@
 #                the headers that define their message types.
 #   OUT_DIR      where to generate; default
 #                ${CMAKE_CURRENT_BINARY_DIR}/duct_gen/<target>.
-#   COMPILE_ONLY instead of linking duct_runtime, take only its headers and
+#   COMPILE_ONLY instead of linking duct::duct, take only its headers and
 #                protobuf-c's, so the target compiles without waiting for
 #                (or needing) the runtime library: for compile tests.
 #
@@ -38,6 +43,14 @@
 # is the build machine's, also in a cross build.
 find_path(DUCT_PROTOBUF_PROTO_DIR google/protobuf/descriptor.proto
   PATHS /usr/include /usr/local/include NO_CMAKE_FIND_ROOT_PATH)
+
+# protoc and protoc-c always run on the build machine.
+find_program(DUCT_PROTOC protoc)
+find_program(DUCT_PROTOC_C protoc-c)
+if(NOT DUCT_PROTOC OR NOT DUCT_PROTOC_C)
+  message(FATAL_ERROR "duct_generate needs protoc and protoc-c on the build "
+    "machine: apt-get install protobuf-compiler protobuf-c-compiler")
+endif()
 
 function(duct_generate target)
   cmake_parse_arguments(G "COMPILE_ONLY" "OUT_DIR" "PROTOS;IMPORT_DIRS;DUCT_ONLY" ${ARGN})
@@ -51,7 +64,8 @@ function(duct_generate target)
   get_property(plugin_deps GLOBAL PROPERTY DUCT_GEN_PLUGIN_DEPENDS)
   if(NOT plugin)
     message(FATAL_ERROR "duct_generate(${target}): protoc-gen-duct is not "
-      "defined yet; call duct_generate after add_subdirectory(gen)")
+      "defined yet; call duct_generate after add_subdirectory(duct) or "
+      "find_package(duct)")
   endif()
   if(NOT G_OUT_DIR)
     set(G_OUT_DIR ${CMAKE_CURRENT_BINARY_DIR}/duct_gen/${target})
@@ -130,10 +144,17 @@ function(duct_generate target)
   target_sources(${target} PRIVATE ${sources})
   target_include_directories(${target} PUBLIC ${G_OUT_DIR})
   if(G_COMPILE_ONLY)
-    target_include_directories(${target} PUBLIC ${PROJECT_SOURCE_DIR}/include)
+    get_property(incs GLOBAL PROPERTY DUCT_INCLUDE_DIRS)
+    target_include_directories(${target} PUBLIC ${incs})
     target_link_libraries(${target} PUBLIC duct::protobuf-c)
   else()
-    target_link_libraries(${target} PUBLIC duct_runtime)
+    # duct's own tests and examples link the static library even in a
+    # shared build (cmake/DuctLibrary.cmake); everyone else duct::duct.
+    get_property(lib GLOBAL PROPERTY DUCT_GEN_LINK)
+    if(NOT lib)
+      set(lib duct::duct)
+    endif()
+    target_link_libraries(${target} PUBLIC ${lib})
   endif()
   # For callers that want the list (tests compile it with other compilers).
   set_property(TARGET ${target} APPEND PROPERTY DUCT_GENERATED_SOURCES ${sources})

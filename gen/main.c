@@ -84,7 +84,28 @@ static void generate(gen_ctx *ctx, gen_response *res) {
   }
 }
 
-int main(void) {
+static const char usage[] =
+    "usage: protoc --plugin=protoc-gen-duct=PATH --duct_out=DIR FILE.proto\n"
+    "       protoc-gen-duct --version | --help\n"
+    "protoc-gen-duct is run by protoc: it reads a CodeGeneratorRequest on\n"
+    "stdin and writes <name>.duct.h and <name>.duct.c for every file with a\n"
+    "service (docs/CODEGEN.md).\n";
+
+int main(int argc, char **argv) {
+  /* protoc runs plugins without arguments; any argument is a person. */
+  if (argc > 1) {
+    if (strcmp(argv[1], "--version") == 0) {
+      printf("protoc-gen-duct %s\n", DUCT_GEN_VERSION);
+      return 0;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+      fputs(usage, stdout);
+      return 0;
+    }
+    fprintf(stderr, "protoc-gen-duct: unknown argument '%s'\n%s", argv[1],
+            usage);
+    return 2;
+  }
 #ifdef _WIN32
   /* The protocol is binary: no CRLF translation on either stream. */
   _setmode(_fileno(stdin), _O_BINARY);

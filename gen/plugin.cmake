@@ -51,3 +51,4 @@ target_include_directories(protoc-gen-duct PRIVATE ${CMAKE_CURRENT_LIST_DIR}/..
                            ${CMAKE_CURRENT_LIST_DIR}/../include)
 target_link_libraries(protoc-gen-duct PRIVATE duct_gen_pb ${DUCT_GEN_PBC_TARGET})
 duct_warnings(protoc-gen-duct)
+target_compile_definitions(protoc-gen-duct PRIVATE DUCT_GEN_VERSION="${DUCT_GEN_VERSION}")

@@ -4,10 +4,14 @@
 # dependencies first (scripts/deps.sh). Stops at the first failing preset.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh
 
 presets=(default asan windows fuzz)
 [ $# -gt 0 ] && presets=("$@")
+# The Windows sources are fetched only when the windows preset runs.
+case " ${presets[*]} " in
+  *" windows "*) bash scripts/deps.sh --windows ;;
+  *) bash scripts/deps.sh ;;
+esac
 for p in "${presets[@]}"; do
   echo "=== preset $p: configure, build, test"
   cmake --preset "$p" >/dev/null
