@@ -1,6 +1,7 @@
 /* gen/check.c - proves, for one file, that every C name protoc-gen-duct
  * emits is distinct from every other one and from the names protoc-c emits
- * for the file and everything it includes.
+ * for the file and everything it includes, and that none is a C or C++
+ * keyword.
  *
  * The naming scheme (docs/CODEGEN.md) avoids clashes by construction for
  * ordinary proto names; this check covers the rest (identifiers with
@@ -165,6 +166,18 @@ int gen_check_names(gen_ctx *ctx, const gen_file *f) {
       gen_error(ctx, f->proto,
                 "generated name '%s' (%s) starts with '_', which C reserves; "
                 "rename the package or service",
+                e.v[i].name, e.v[i].what);
+      rc = -1;
+    }
+    /* A keyword with an '_' in it can still come out whole: with no
+     * package, service Static and method Cast make the client function
+     * static_cast (C++), Thread and Local thread_local (C23). Only
+     * <svc>_<member> of a file without a package can: every other name
+     * has a part too many or a suffix no keyword has. */
+    if (gen_is_reserved_member(e.v[i].name)) {
+      gen_error(ctx, f->proto,
+                "generated name '%s' (%s) is a C or C++ keyword; rename the "
+                "method or service, or give the file a package",
                 e.v[i].name, e.v[i].what);
       rc = -1;
     }

@@ -104,10 +104,13 @@ char *gen_service_prefix(gen_arena *a, const char *pkg, const char *service) {
 }
 
 /* Words a member name may not be: C11 keywords, the C23 ones (so the
- * output stays valid for newer compilers), lower-case macros that the
- * standard headers define (a struct member named errno would expand), and
+ * output stays valid for newer compilers), the C++20 keywords (a C++
+ * translation unit includes the same .duct.h, so a handler field named
+ * `delete` or `class` would not compile there), lower-case macros that the
+ * standard headers define (a struct member named errno would expand) and
  * duct's service-level words (a method Register would otherwise be named
- * like the register function). Searched linearly: it is short. */
+ * like the register function). Searched linearly: it is short, and the
+ * plugin looks up a few words per method. */
 static const char *const reserved[] = {
     /* C11 */
     "auto", "break", "case", "char", "const", "continue", "default", "do",
@@ -120,6 +123,21 @@ static const char *const reserved[] = {
     "alignas", "alignof", "bool", "constexpr", "false", "nullptr",
     "static_assert", "thread_local", "true", "typeof", "typeof_unqual",
     "noreturn", "complex", "imaginary",
+    /* C++20 keywords that C does not have (the shared ones are above).
+     * The alternative operator spellings (and, or, not, ...) are keywords
+     * in C++ and macros of <iso646.h> in C, so they are out in both. asm
+     * is a C++ keyword and a GNU C one. Contextual words (final, override,
+     * import, module) are ordinary identifiers as member names and stay
+     * allowed. */
+    "asm", "catch", "char8_t", "char16_t", "char32_t", "class", "concept",
+    "consteval", "constinit", "const_cast", "co_await", "co_return",
+    "co_yield", "decltype", "delete", "dynamic_cast", "explicit", "export",
+    "friend", "mutable", "namespace", "new", "noexcept", "operator",
+    "private", "protected", "public", "reinterpret_cast", "requires",
+    "static_cast", "template", "this", "throw", "try", "typeid",
+    "typename", "using", "virtual", "wchar_t",
+    "and", "and_eq", "bitand", "bitor", "compl", "not", "not_eq", "or",
+    "or_eq", "xor", "xor_eq",
     /* object-like macros of the standard library */
     "errno", "stdin", "stdout", "stderr",
     /* duct's service-level names: <prefix>_<word> */

@@ -43,11 +43,14 @@ char *gen_service_prefix(gen_arena *a, const char *c_package_or_package,
                          const char *service);
 
 /* duct's member name for a method: its snake case, with one '_' appended
- * when that is a C keyword, a lower-case standard macro, one of the
- * service-level words (service, handlers, register), or already ends in
- * '_'. The last rule keeps the mapping one-to-one: an appended '_' can only
- * come from the escape. "Add" -> "add", "Register" -> "register_",
- * "Case" -> "case_". */
+ * when that is a C keyword (C11, C23), a C++ keyword (C++20, including the
+ * alternative spellings and, or, not, ...), a lower-case standard macro,
+ * one of the service-level words (service, handlers, register), or
+ * already ends in '_'. The last rule keeps the mapping one-to-one: an
+ * appended '_' can only come from the escape. C++ keywords are escaped
+ * because C++ code includes the same .duct.h, whose handler table has a
+ * field per method. "Add" -> "add", "Register" -> "register_",
+ * "Case" -> "case_", "Delete" -> "delete_", "Char8T" -> "char8_t_". */
 char *gen_member_name(gen_arena *a, const char *method);
 
 /* 1 if `s` may not be used as a member name unescaped (see above). */

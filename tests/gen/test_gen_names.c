@@ -1,6 +1,7 @@
 /* Unit tests of protoc-gen-duct's name helpers (gen/names.c): protoc-c's
  * spellings that the stubs must reproduce, duct's own scheme and its
- * escapes (docs/CODEGEN.md), and the method id checks. */
+ * escapes (docs/CODEGEN.md) of C and C++ keywords, and the method id
+ * checks. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -74,6 +75,62 @@ static void test_duct_scheme(void **state) {
   assert_false(gen_is_reserved_member("add"));
 }
 
+/* C++ includes the same .duct.h, so no handler field may be a C++
+ * keyword either. The list is C++20's ([lex.key], both tables: keywords
+ * and the alternative operator spellings), written out here rather than
+ * taken from names.c, so a word dropped there fails here. */
+static void test_cxx_keywords(void **state) {
+  static const char *const cxx20[] = {
+      "alignas", "alignof", "asm", "auto", "bool", "break", "case", "catch",
+      "char", "char8_t", "char16_t", "char32_t", "class", "concept",
+      "const", "consteval", "constexpr", "constinit", "const_cast",
+      "continue", "co_await", "co_return", "co_yield", "decltype",
+      "default", "delete", "do", "double", "dynamic_cast", "else", "enum",
+      "explicit", "export", "extern", "false", "float", "for", "friend",
+      "goto", "if", "inline", "int", "long", "mutable", "namespace", "new",
+      "noexcept", "nullptr", "operator", "private", "protected", "public",
+      "register", "reinterpret_cast", "requires", "return", "short",
+      "signed", "sizeof", "static", "static_assert", "static_cast",
+      "struct", "switch", "template", "this", "thread_local", "throw",
+      "true", "try", "typedef", "typeid", "typename", "union", "unsigned",
+      "using", "virtual", "void", "volatile", "wchar_t", "while",
+      /* alternative tokens */
+      "and", "and_eq", "bitand", "bitor", "compl", "not", "not_eq", "or",
+      "or_eq", "xor", "xor_eq"};
+  (void)state;
+  for (size_t i = 0; i < sizeof cxx20 / sizeof cxx20[0]; i++) {
+    /* A proto method may be spelled in lower case too; its snake case is
+     * then the word itself. */
+    assert_true(gen_is_reserved_member(cxx20[i]));
+    assert_string_equal(gen_member_name(arena, cxx20[i]),
+                        gen_sprintf(arena, "%s_", cxx20[i]));
+  }
+  /* The usual CamelCase spellings, as in tests/protos/cxx_keywords.proto
+   * (and its golden header). */
+  assert_string_equal(gen_member_name(arena, "Delete"), "delete_");
+  assert_string_equal(gen_member_name(arena, "New"), "new_");
+  assert_string_equal(gen_member_name(arena, "Class"), "class_");
+  assert_string_equal(gen_member_name(arena, "Template"), "template_");
+  assert_string_equal(gen_member_name(arena, "This"), "this_");
+  assert_string_equal(gen_member_name(arena, "Operator"), "operator_");
+  assert_string_equal(gen_member_name(arena, "Namespace"), "namespace_");
+  /* Keywords with '_' or a digit are reached through CamelToLower. */
+  assert_string_equal(gen_member_name(arena, "Char8T"), "char8_t_");
+  assert_string_equal(gen_member_name(arena, "CoAwait"), "co_await_");
+  assert_string_equal(gen_member_name(arena, "StaticCast"), "static_cast_");
+  assert_string_equal(gen_member_name(arena, "AndEq"), "and_eq_");
+  /* Escaped names stay one-to-one: "Delete_" is not "Delete". */
+  assert_string_equal(gen_member_name(arena, "Delete_"), "delete__");
+  /* Contextual words are identifiers as members: not escaped. */
+  assert_string_equal(gen_member_name(arena, "Final"), "final");
+  assert_string_equal(gen_member_name(arena, "Override"), "override");
+  assert_string_equal(gen_member_name(arena, "Import"), "import");
+  assert_string_equal(gen_member_name(arena, "Module"), "module");
+  /* Nor are words that merely contain a keyword. */
+  assert_string_equal(gen_member_name(arena, "DeleteAll"), "delete_all");
+  assert_string_equal(gen_member_name(arena, "Newest"), "newest");
+}
+
 static void test_method_id_matches_runtime(void **state) {
   static const char *const names[] = {"/demo.Calculator/Add", "/x/y", "",
                                       "/kw.v1.Words/Register"};
@@ -106,6 +163,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_protoc_c_spellings),
       cmocka_unit_test(test_duct_scheme),
+      cmocka_unit_test(test_cxx_keywords),
       cmocka_unit_test(test_method_id_matches_runtime),
       cmocka_unit_test(test_check_ids),
   };
