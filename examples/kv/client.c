@@ -80,7 +80,7 @@ int main(int argc, char **argv) {
     Duct__Examples__Kv__DeleteRequest req = DUCT__EXAMPLES__KV__DELETE_REQUEST__INIT;
     Duct__Examples__Kv__DeleteReply *reply;
     req.key = argv[3];
-    rc = duct_examples_kv_key_value_delete(ch, &req, &reply, &opts);
+    rc = duct_examples_kv_key_value_delete_(ch, &req, &reply, &opts);
     if (rc != DUCT_OK) {
       exit_code = failed("del", rc, &st);
     } else {

@@ -240,11 +240,11 @@ static void test_kv_every_call_shape(void **state) {
   Duct__Examples__Kv__DeleteRequest del = DUCT__EXAMPLES__KV__DELETE_REQUEST__INIT;
   Duct__Examples__Kv__DeleteReply *del_reply;
   del.key = (char *)"apple";
-  assert_int_equal(duct_examples_kv_key_value_delete(ch, &del, &del_reply, NULL), DUCT_OK);
+  assert_int_equal(duct_examples_kv_key_value_delete_(ch, &del, &del_reply, NULL), DUCT_OK);
   duct__examples__kv__delete_reply__free_unpacked(del_reply, NULL);
   duct_status st;
   duct_call_opts o = {.status = &st};
-  assert_int_equal(duct_examples_kv_key_value_delete(ch, &del, &del_reply, &o), DUCT_NOT_FOUND);
+  assert_int_equal(duct_examples_kv_key_value_delete_(ch, &del, &del_reply, &o), DUCT_NOT_FOUND);
   assert_null(del_reply);
   get.key = (char *)"apple";
   assert_int_equal(duct_examples_kv_key_value_get(ch, &get, &got, &o), DUCT_NOT_FOUND);
