@@ -20,6 +20,10 @@
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000u
 #define DEFAULT_MAX_CONNECTIONS 64u
+/* Smallest max_message_size accepted (duct/client.h): the server's floor,
+ * for the same reason (a smaller limit is nearly always KiB given as
+ * bytes; see server/server.c). */
+#define MIN_MAX_MESSAGE 1024u
 
 typedef struct clink {
   duct__link *l;
@@ -140,11 +144,26 @@ static duct_code link_new(duct_channel *ch, int64_t deadline, clink **out, char 
 
 duct_code duct_channel_open(const char *address, const duct_channel_opts *o,
                             duct_channel **out) {
-  if (!out)
+  /* No channel yet: refusals go to the log the options name. */
+  duct__logger lg = {o ? o->log : NULL, o ? o->log_user : NULL};
+  if (!out) {
+    duct__log(&lg, DUCT_LOG_ERROR, "duct_channel_open: out is NULL");
     return DUCT_INVALID_ARGUMENT;
+  }
   *out = NULL;
-  if (!address || !*address)
+  if (!address) {
+    duct__log(&lg, DUCT_LOG_ERROR, "duct_channel_open: the address is NULL");
     return DUCT_INVALID_ARGUMENT;
+  }
+  if (o && o->max_message_size && o->max_message_size < MIN_MAX_MESSAGE) {
+    duct__log(&lg, DUCT_LOG_ERROR,
+              "duct_channel_open: option max_message_size = %u is out of range; "
+              "accepted: 0 (4 MiB) or %u..4294967295 bytes",
+              (unsigned)o->max_message_size, MIN_MAX_MESSAGE);
+    return DUCT_INVALID_ARGUMENT;
+  }
+  /* An empty or malformed address is the transport's to refuse, with the
+   * same text the server logs (link_new below). */
   duct_channel *ch = duct__calloc(1, sizeof *ch);
   if (!ch || !(ch->address = duct__malloc(strlen(address) + 1))) {
     duct__free(ch);
@@ -169,7 +188,15 @@ duct_code duct_channel_open(const char *address, const duct_channel_opts *o,
   clink *k;
   duct_code rc = link_new(ch, duct__now_ms() + ch->o.connect_timeout_ms, &k, msg, sizeof msg);
   if (rc != DUCT_OK) {
-    duct__log(&ch->log, DUCT_LOG_ERROR, "%s", msg);
+    /* Refused addresses included: the transport's text says what the
+     * address looks like and what to write instead. Control characters
+     * in the address are shown as '?', so it cannot break the line. */
+    char shown[200];
+    size_t i = 0;
+    for (; address[i] && i + 1 < sizeof shown; i++)
+      shown[i] = (unsigned char)address[i] < 0x20 || address[i] == 0x7f ? '?' : address[i];
+    shown[i] = '\0';
+    duct__log(&ch->log, DUCT_LOG_ERROR, "cannot open a channel to %s: %s", shown, msg);
     duct_channel_close(ch);
     return rc;
   }

@@ -21,6 +21,13 @@
 
 #define DEFAULT_MAX_CONNECTIONS 1024u
 #define DEFAULT_IDLE_TIMEOUT_MS 10000u
+/* Accepted option ranges (duct/server.h, docs/GUIDE.md). A max_message_size
+ * under 1 KiB is refused rather than obeyed: it is nearly always a unit
+ * mistake (KiB meant, bytes given), and would make ordinary calls fail
+ * with RESOURCE_EXHAUSTED in a way that looks like a bug. client/channel.c
+ * uses the same floor. */
+#define MIN_MAX_MESSAGE 1024u
+#define MAX_WORKERS 1024
 /* The arena block kept per connection: most calls fit in it, so they
  * allocate nothing. */
 #define ARENA_KEEP (16u * 1024u)
@@ -451,16 +458,41 @@ static const duct__srv_cb callbacks = {on_open, on_message, on_closed, on_tick};
 
 /* ---- lifecycle ---- */
 
+/* Copies s for a log line with control characters shown as '?', so an
+ * address given by mistake cannot break or forge log lines. */
+static const char *printable(char *buf, size_t cap, const char *s) {
+  size_t i = 0;
+  for (; s[i] && i + 1 < cap; i++)
+    buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+  buf[i] = '\0';
+  return buf;
+}
+
 duct_code duct_server_new(const duct_server_opts *o, duct_server **out) {
-  if (!out)
-    return DUCT_INVALID_ARGUMENT;
-  *out = NULL;
   duct_server_opts d = {0};
   if (o)
     d = *o;
-  if (d.workers < 0 || d.workers > 1024 ||
-      (d.max_message_size && d.max_message_size < 1024))
+  /* No server yet: refusals go to the log the options name. */
+  duct__logger lg = {d.log, d.log_user};
+  if (!out) {
+    duct__log(&lg, DUCT_LOG_ERROR, "duct_server_new: out is NULL");
     return DUCT_INVALID_ARGUMENT;
+  }
+  *out = NULL;
+  if (d.workers < 0 || d.workers > MAX_WORKERS) {
+    duct__log(&lg, DUCT_LOG_ERROR,
+              "duct_server_new: option workers = %d is out of range; accepted: 0 "
+              "(one per core) or 1..%d",
+              d.workers, MAX_WORKERS);
+    return DUCT_INVALID_ARGUMENT;
+  }
+  if (d.max_message_size && d.max_message_size < MIN_MAX_MESSAGE) {
+    duct__log(&lg, DUCT_LOG_ERROR,
+              "duct_server_new: option max_message_size = %u is out of range; "
+              "accepted: 0 (4 MiB) or %u..4294967295 bytes",
+              (unsigned)d.max_message_size, MIN_MAX_MESSAGE);
+    return DUCT_INVALID_ARGUMENT;
+  }
   if (!d.workers)
     d.workers = duct__cpu_count();
   if (!d.max_connections)
@@ -526,8 +558,12 @@ duct_code duct_server_add(duct_server *s, const duct_service *svc, const void *h
 }
 
 duct_code duct_server_listen(duct_server *s, const char *address) {
-  if (!s || !address)
+  if (!s)
     return DUCT_INVALID_ARGUMENT;
+  if (!address) {
+    duct__log(&s->log, DUCT_LOG_ERROR, "cannot listen: the address is NULL");
+    return DUCT_INVALID_ARGUMENT;
+  }
   if (s->l || s->stopped)
     return DUCT_FAILED_PRECONDITION;
   duct__listen_opts lo = {
@@ -544,7 +580,12 @@ duct_code duct_server_listen(duct_server *s, const char *address) {
   duct_code rc = duct__listen(address, &lo, &callbacks, s, &s->l, &err);
   if (rc != DUCT_OK) {
     s->l = NULL;
-    duct__log(&s->log, DUCT_LOG_ERROR, "cannot listen on %s: %s", address, err.text);
+    /* Refused addresses included: the transport's text says what the
+     * address looks like and what to write instead. */
+    char shown[200];
+    duct__log(&s->log, DUCT_LOG_ERROR, "cannot listen on %s: %s",
+              printable(shown, sizeof shown, address),
+              err.text[0] ? err.text : duct_code_message(rc));
   }
   return rc;
 }

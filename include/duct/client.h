@@ -29,7 +29,8 @@ typedef struct duct_channel_opts {
   /* Connections kept open in the pool. 0: 64. Calls beyond this many at
    * once wait for a free connection (within their deadline). */
   uint32_t max_connections;
-  /* Largest reply accepted. 0: 4 MiB. */
+  /* Largest reply accepted, in bytes: 0 (4 MiB) or at least 1024; 1..1023
+   * is refused (nearly always KiB given as bytes). */
   uint32_t max_message_size;
   duct_log_cb log; /* NULL: errors and warnings to stderr */
   void *log_user;
@@ -54,13 +55,17 @@ typedef struct duct_call_opts {
   duct_status *status;
 } duct_call_opts;
 
-/* Opens a channel to `address`: a name ("calc") or a full pipe name /
- * socket path (docs/GUIDE.md). Connects once, retrying up to
+/* Opens a channel to `address`: a name ("calc", portable), a local pipe
+ * name (\\.\pipe\calc, Windows only) or an absolute socket path (POSIX
+ * only); docs/GUIDE.md's address table. Connects once, retrying up to
  * connect_timeout_ms, so a missing server is reported here:
  * DUCT_UNAVAILABLE (nothing listening), DUCT_PERMISSION_DENIED,
  * DUCT_FAILED_PRECONDITION (no common protocol version),
- * DUCT_INVALID_ARGUMENT (bad address or options). On success *out is
- * owned by the caller: close it with duct_channel_close. */
+ * DUCT_INVALID_ARGUMENT (an address this system refuses, or an option out
+ * of range; returned at once, without retrying). Each of these is logged
+ * through o->log (one error line saying why; for an option, its name, the
+ * value given and the accepted range). On success *out is owned by the
+ * caller: close it with duct_channel_close. */
 duct_code duct_channel_open(const char *address, const duct_channel_opts *o,
                             duct_channel **out);
 

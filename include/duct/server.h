@@ -35,9 +35,11 @@ typedef duct_code (*duct_authorize_cb)(void *user, const duct_peer *peer,
 
 /* Server options. A zeroed struct (or NULL) means every default. */
 typedef struct duct_server_opts {
-  int workers;               /* worker threads; 0: number of cores */
+  int workers;               /* worker threads, 1..1024; 0: number of cores */
   uint32_t max_connections;  /* 0: 1024; more are accepted and closed at once */
-  uint32_t max_message_size; /* largest request; 0: 4 MiB */
+  /* Largest request, in bytes: 0 (4 MiB) or at least 1024; 1..1023 is
+   * refused (nearly always KiB given as bytes). */
+  uint32_t max_message_size;
   /* A peer that sends part of a message (or a reply it does not read) and
    * stalls this long is disconnected. 0: 10000. */
   uint32_t idle_timeout_ms;
@@ -57,9 +59,10 @@ typedef struct duct_server_opts {
   int allow_remote_clients;
 } duct_server_opts;
 
-/* Creates a server. DUCT_INVALID_ARGUMENT for bad options,
- * DUCT_RESOURCE_EXHAUSTED without memory. *out is owned by the caller and
- * freed with duct_server_free. */
+/* Creates a server. DUCT_INVALID_ARGUMENT for an option out of range (one
+ * error line through o->log names the option, the value given and the
+ * accepted range), DUCT_RESOURCE_EXHAUSTED without memory. *out is owned
+ * by the caller and freed with duct_server_free. */
 duct_code duct_server_new(const duct_server_opts *o, duct_server **out);
 
 /* Registers a service (usually through the generated register function).
@@ -71,10 +74,15 @@ duct_code duct_server_new(const duct_server_opts *o, duct_server **out);
 duct_code duct_server_add(duct_server *s, const duct_service *svc,
                           const void *handlers, void *user);
 
-/* Binds `address` (a name or a full pipe name / socket path). Fails with
- * DUCT_ALREADY_EXISTS when a live server already holds it, and with
- * DUCT_PERMISSION_DENIED or DUCT_UNAVAILABLE when the system refuses. A
- * stale POSIX socket file left by a dead server is replaced. */
+/* Binds `address`: a name ("calc", portable), a local pipe name
+ * (\\.\pipe\calc, Windows only) or an absolute socket path (POSIX only);
+ * docs/GUIDE.md's address table. Fails with DUCT_INVALID_ARGUMENT for an
+ * address this system refuses (a relative or remote path, the other
+ * system's form, ...), DUCT_ALREADY_EXISTS when a live server already
+ * holds it, and with DUCT_PERMISSION_DENIED or DUCT_UNAVAILABLE when the
+ * system refuses. Each of these is logged (one error line, through the
+ * server's log callback, saying why). A stale POSIX socket file left by a
+ * dead server is replaced. */
 duct_code duct_server_listen(duct_server *s, const char *address);
 
 /* Starts the worker threads; calls are served from now on. */

@@ -1,17 +1,27 @@
 /* Address mapping and the socket directory's permissions.
  *
- * A name ("kv", no '/') maps to $XDG_RUNTIME_DIR/duct/<name>, the per-user
- * runtime directory systemd-logind makes (mode 0700, removed at logout).
- * When XDG_RUNTIME_DIR is unset or unusable (not absolute, not a
- * directory, not ours, or too long), the name maps to /tmp/duct-<uid>/<name>
- * instead. A server and its clients must therefore see the same
- * XDG_RUNTIME_DIR (or both none) to meet; README.md says so. An absolute
- * path is used as is. Everything else is refused. */
+ * docs/GUIDE.md's address table is the contract; runtime/win/addr.c is
+ * the same table on Windows, and tests/transport/test_addresses.c holds
+ * both to it.
+ *
+ * A name ("kv": printable UTF-8, no '/' or '\\', not "." or "..") maps to
+ * $XDG_RUNTIME_DIR/duct/<name>, the per-user runtime directory
+ * systemd-logind makes (mode 0700, removed at logout). When
+ * XDG_RUNTIME_DIR is unset or unusable (not absolute, not a directory, not
+ * ours, or too long), the name maps to /tmp/duct-<uid>/<name> instead. A
+ * server and its clients must therefore see the same XDG_RUNTIME_DIR (or
+ * both none) to meet; README.md says so. An absolute path is used as is.
+ *
+ * Everything else is refused, and Windows spellings (\\.\pipe\x,
+ * \\server\pipe\x, C:\x) are recognised only to say what to write
+ * instead: a portable configuration spells a pipe by its name, which
+ * means \\.\pipe\<name> there and a socket here. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -36,15 +46,74 @@ static const char *xdg_runtime_dir(void) {
   return x;
 }
 
+/* 1 if s is well-formed UTF-8 without control characters: the bytes a
+ * name may hold on every system (Windows refuses malformed UTF-8 when it
+ * converts to UTF-16, so a POSIX-only name would not be portable). */
+static int printable_utf8(const unsigned char *s) {
+  while (*s) {
+    unsigned c = *s, n, cp;
+    if (c < 0x20 || c == 0x7f)
+      return 0;
+    if (c < 0x80) {
+      s++;
+      continue;
+    }
+    if (c >= 0xc2 && c <= 0xdf)
+      n = 1, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+      n = 2, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+      n = 3, cp = c & 0x07;
+    else
+      return 0; /* a continuation byte first, or an overlong/too big lead */
+    for (unsigned i = 1; i <= n; i++) {
+      if ((s[i] & 0xc0) != 0x80)
+        return 0;
+      cp = cp << 6 | (s[i] & 0x3fu);
+    }
+    /* Overlong three/four-byte forms, UTF-16 surrogates, past U+10FFFF. */
+    if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+        (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+      return 0;
+    s += n + 1;
+  }
+  return 1;
+}
+
+/* Each refusal names what the address looks like and what to write
+ * instead; duct_server_listen and duct_channel_open log it. */
+#define INSTEAD "give a name (\"kv\") or an absolute socket path"
+
 duct_code duct__posix_resolve(const char *address,
                               char path[DUCT__POSIX_PATH_MAX],
                               char dir[DUCT__POSIX_PATH_MAX], int *is_name,
                               duct__err *err) {
   if (!address || !address[0])
     return duct__posix_failf(err, DUCT_INVALID_ARGUMENT,
-                             "empty address: give a name (\"kv\") or an "
-                             "absolute socket path");
+                             "empty address: " INSTEAD);
   size_t alen = strlen(address);
+  /* Windows spellings first, so each gets its own message rather than
+   * "a relative path" or "may not contain '\\'". The pipe prefix is
+   * case-insensitive there, so it is here. */
+  if (strncasecmp(address, "\\\\.\\pipe\\", 9) == 0)
+    return duct__posix_failf(err, DUCT_INVALID_ARGUMENT,
+                             "address %.160s is a Windows pipe name; on this "
+                             "system give a name or an absolute socket path "
+                             "(a name works on both)",
+                             address);
+  if (address[0] == '\\' && address[1] == '\\')
+    return duct__posix_failf(err, DUCT_INVALID_ARGUMENT,
+                             "address %.160s names a pipe on another machine "
+                             "or a Windows device; duct serves this machine "
+                             "only: " INSTEAD,
+                             address);
+  if (address[0] == '\\' ||
+      (((address[0] | 0x20) >= 'a' && (address[0] | 0x20) <= 'z') &&
+       address[1] == ':' && (address[2] == '\\' || address[2] == '/')))
+    return duct__posix_failf(err, DUCT_INVALID_ARGUMENT,
+                             "address %.160s is a Windows file path, not a "
+                             "socket: " INSTEAD,
+                             address);
   if (address[0] == '/') {
     if (alen >= DUCT__POSIX_PATH_MAX)
       return duct__posix_failf(err, DUCT_INVALID_ARGUMENT,
@@ -67,12 +136,25 @@ duct_code duct__posix_resolve(const char *address,
   }
   if (strchr(address, '/'))
     return duct__posix_failf(err, DUCT_INVALID_ARGUMENT,
-                             "address %.200s: a relative path; give a name "
-                             "without '/' or an absolute path",
+                             "address %.160s is a relative path; give a name "
+                             "(no '/') or an absolute socket path",
+                             address);
+  /* A backslash is an ordinary byte in a POSIX file name, but the same
+   * name on Windows would be a path inside the pipe namespace; refusing
+   * it here keeps every accepted name portable. */
+  if (strchr(address, '\\'))
+    return duct__posix_failf(err, DUCT_INVALID_ARGUMENT,
+                             "address %.160s: a name may not contain '\\' "
+                             "(on any system); " INSTEAD,
                              address);
   if (!strcmp(address, ".") || !strcmp(address, ".."))
     return duct__posix_failf(err, DUCT_INVALID_ARGUMENT,
                              "address \"%s\" is not a usable name", address);
+  if (!printable_utf8((const unsigned char *)address))
+    return duct__posix_failf(err, DUCT_INVALID_ARGUMENT,
+                             "address has a control character or malformed "
+                             "UTF-8 (not echoed here); a name must be "
+                             "printable UTF-8");
   const char *x = xdg_runtime_dir();
   int n;
   if (x)

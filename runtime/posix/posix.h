@@ -35,10 +35,12 @@ duct_code duct__posix_failf(duct__err *err, duct_code code, const char *fmt,
 
 /* ---- address.c ---- */
 
-/* Maps a duct address to a socket path (see README.md): a name becomes
- * $XDG_RUNTIME_DIR/duct/<name> or /tmp/duct-<uid>/<name>; an absolute
- * path is kept. DUCT_INVALID_ARGUMENT with err filled otherwise. On
- * success path holds the socket path and dir its directory. */
+/* Maps a duct address to a socket path (docs/GUIDE.md's address table):
+ * a name becomes $XDG_RUNTIME_DIR/duct/<name> or /tmp/duct-<uid>/<name>;
+ * an absolute path is kept. DUCT_INVALID_ARGUMENT with err filled
+ * otherwise (a Windows pipe name, a remote or Windows file path, a
+ * relative path, a name with '\\' or a control character, "." or "..").
+ * On success path holds the socket path and dir its directory. */
 duct_code duct__posix_resolve(const char *address,
                               char path[DUCT__POSIX_PATH_MAX],
                               char dir[DUCT__POSIX_PATH_MAX], int *is_name,

@@ -41,9 +41,12 @@ void duct__win_strerror(DWORD e, char *buf, size_t cap);
 
 /* ---- addr.c ---- */
 
-/* Maps a duct address (UTF-8) to a full pipe name: "calc" becomes
- * \\.\pipe\calc; "\\.\pipe\x" is kept. *out is malloc'd UTF-16 (free()).
- * DUCT_INVALID_ARGUMENT for an empty, malformed or too long address. */
+/* Maps a duct address (UTF-8) to a full pipe name (docs/GUIDE.md's
+ * address table): "calc" becomes \\.\pipe\calc; "\\.\pipe\x" is kept.
+ * *out is UTF-16 from duct__malloc (duct__free). DUCT_INVALID_ARGUMENT,
+ * with err saying what to write instead, for an empty, malformed or too
+ * long address, a POSIX path, a remote pipe or file path, a name with
+ * '/' or '\\' or a control character, "." or "..". */
 duct_code duct__win_pipe_name(const char *address, wchar_t **out,
                               duct__err *err);
 /* UTF-16 to UTF-8 into buf (always terminated; "" on failure). */
