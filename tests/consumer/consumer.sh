@@ -74,6 +74,20 @@ case "$step" in
     check_layout "$prefix"
     # nm on the archive: the library holds duct's code, not a stub.
     nm "$prefix/lib/libduct.a" | grep -q " T duct_channel_open" || fail "libduct.a has no duct_channel_open"
+    # The version rule (docs/USING.md): this minor version is found, the
+    # next minor and major versions are refused.
+    v=$(sed -n 's/^Version: //p' "$prefix/lib/pkgconfig/duct.pc")
+    IFS=. read -r major minor _ <<<"$v"
+    for want in "$major.$minor:1" "$major.$((minor + 1)):0" "$((major + 1)).0:0"; do
+      mkdir -p "$WORK/version"
+      printf 'cmake_minimum_required(VERSION 3.25)\nproject(v C)\nfind_package(duct %s CONFIG QUIET)\nif(duct_FOUND)\n  message(STATUS "found")\nendif()\n' \
+        "${want%%:*}" > "$WORK/version/CMakeLists.txt"
+      found=0
+      log=$(cmake -S "$WORK/version" -B "$WORK/version/b" -Dduct_DIR="$prefix/lib/cmake/duct" 2>&1)
+      case "$log" in *"-- found"*) found=1 ;; esac
+      rm -rf "$WORK/version/b"
+      [ "$found" = "${want##*:}" ] || fail "find_package(duct ${want%%:*}) found=$found with duct $v installed"
+    done
     ;;
   package)
     # shellcheck disable=SC2046

@@ -5,11 +5,13 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "duct/status.h"
+#include "duct/version.h"
 
 static void test_codes_match_grpc(void **state) {
   (void)state;
@@ -44,8 +46,22 @@ static void test_out_of_range(void **state) {
   assert_string_equal(duct_code_message(1000), "unknown status code");
 }
 
+/* The library and its header agree, and the parts make up the string. */
+static void test_version(void **state) {
+  (void)state;
+  char want[32];
+  snprintf(want, sizeof want, "%d.%d.%d", DUCT_VERSION_MAJOR, DUCT_VERSION_MINOR,
+           DUCT_VERSION_PATCH);
+  assert_string_equal(DUCT_VERSION_STRING, want);
+  assert_string_equal(duct_version_string(), DUCT_VERSION_STRING);
+  assert_int_equal(duct_version(), DUCT_VERSION_NUMBER);
+  assert_int_equal(DUCT_VERSION_NUMBER, (DUCT_VERSION_MAJOR << 16) |
+                                            (DUCT_VERSION_MINOR << 8) | DUCT_VERSION_PATCH);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_version),
       cmocka_unit_test(test_codes_match_grpc),
       cmocka_unit_test(test_names_distinct_and_messages_present),
       cmocka_unit_test(test_out_of_range),
