@@ -37,7 +37,7 @@ build_and_run() {
 }
 # Every path an install must hold, relative to a prefix.
 check_layout() {
-  local p=$1 lib=$1/lib
+  local p=$1 lib=$1/lib v
   for f in include/duct/duct.h include/duct/status.h include/duct/service.h \
            include/duct/client.h include/duct/server.h include/duct/version.h \
            lib/cmake/duct/ductConfig.cmake lib/cmake/duct/ductConfigVersion.cmake \
@@ -53,7 +53,8 @@ check_layout() {
   else
     [ -f "$lib/libduct.a" ] || [ -f "$lib/libduct.so" ] || fail "no libduct in $lib"
     [ -x "$p/bin/protoc-gen-duct" ] || fail "no $p/bin/protoc-gen-duct"
-    "$p/bin/protoc-gen-duct" --version | grep -qx "protoc-gen-duct [0-9.]*" ||
+    v=$("$p/bin/protoc-gen-duct" --version)
+    grep -qx "protoc-gen-duct [0-9.]*" <<<"$v" ||
       fail "protoc-gen-duct --version"
   fi
 }
@@ -73,7 +74,10 @@ case "$step" in
     cmake --install "$DUCT_BUILD" --prefix "$prefix"
     check_layout "$prefix"
     # nm on the archive: the library holds duct's code, not a stub.
-    nm "$prefix/lib/libduct.a" | grep -q " T duct_channel_open" || fail "libduct.a has no duct_channel_open"
+    # (Output captured first: with pipefail, grep -q closing the pipe early
+    # would fail the pipeline through a SIGPIPE'd writer.)
+    syms=$(nm "$prefix/lib/libduct.a")
+    grep -q " T duct_channel_open" <<<"$syms" || fail "libduct.a has no duct_channel_open"
     # The version rule (docs/USING.md): this minor version is found, the
     # next minor and major versions are refused.
     v=$(sed -n 's/^Version: //p' "$prefix/lib/pkgconfig/duct.pc")
@@ -118,10 +122,11 @@ case "$step" in
     echo "exported: $(echo "$syms" | tr '\n' ' ')"
     bad=$(echo "$syms" | grep -v '^duct_[a-z]' || true)
     [ -z "$bad" ] || fail "libduct.so exports more than duct_ names: $bad"
-    echo "$syms" | grep -qx duct_call_unary || fail "libduct.so lacks duct_call_unary"
+    grep -qx duct_call_unary <<<"$syms" || fail "libduct.so lacks duct_call_unary"
     build_and_run "$WORK/shared" -DCMAKE_PREFIX_PATH="$WORK/shared-prefix"
-    ldd "$WORK/shared/inventory-client" | grep -q "$WORK/shared-prefix/lib/libduct.so" ||
-      fail "inventory-client is not linked with the shared libduct"
+    libs=$(ldd "$WORK/shared/inventory-client")
+    grep -q "$WORK/shared-prefix/lib/libduct.so" <<<"$libs" ||
+      fail "inventory-client is not linked with the shared libduct: $libs"
     ;;
   deb)
     rm -rf "$WORK/deb" && mkdir -p "$WORK/deb"
@@ -133,11 +138,11 @@ case "$step" in
              ./usr/bin/protoc-gen-duct ./usr/lib/pkgconfig/duct.pc \
              ./usr/lib/cmake/duct/ductConfig.cmake ./usr/lib/cmake/duct/ductTargets.cmake \
              ./usr/lib/cmake/duct/DuctGenerate.cmake ./usr/share/doc/duct/USING.md; do
-      echo "$list" | grep -qx "$f" || fail "$deb lacks $f"
+      grep -qx "$f" <<<"$list" || fail "$deb lacks $f"
     done
     deps=$(dpkg-deb -f "$deb" Depends)
     for d in libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libc6 libprotobuf-c1; do
-      echo "$deps" | grep -q "$d" || fail "Depends lacks $d: $deps"
+      grep -q "$d" <<<"$deps" || fail "Depends lacks $d: $deps"
     done
     root=$WORK/deb/root
     dpkg -x "$deb" "$root"
