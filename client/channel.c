@@ -17,6 +17,7 @@
 #include "runtime/transport.h"
 #include "runtime/wire.h"
 #include "runtime/alloc.h"
+#include "client/internal.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000u
 #define DEFAULT_MAX_CONNECTIONS 64u
@@ -26,6 +27,7 @@
 #define MIN_MAX_MESSAGE 1024u
 
 typedef struct clink {
+  const duct__transport_ops *t; /* the channel's, for link_free */
   duct__link *l;
   struct clink *next; /* in the idle list */
   uint32_t peer_max_frame;
@@ -38,6 +40,7 @@ typedef struct clink {
 } clink;
 
 struct duct_channel {
+  const duct__transport_ops *t;
   char *address;
   duct_channel_opts o;
   duct__logger log;
@@ -69,7 +72,7 @@ static duct_code finish(const duct_call_opts *o, duct_code code, const char *fmt
 static void link_free(clink *k) {
   if (!k)
     return;
-  duct__link_close(k->l);
+  k->t->link_close(k->l);
   duct__reasm_free(&k->rx);
   duct__free(k->rxbuf);
   duct__free(k->txbuf);
@@ -93,10 +96,11 @@ static duct_code link_new(duct_channel *ch, int64_t deadline, clink **out, char 
     snprintf(msg, msgcap, "out of memory");
     return DUCT_RESOURCE_EXHAUSTED;
   }
+  k->t = ch->t;
   duct__reasm_init(&k->rx, ch->o.max_message_size);
   k->next_call = 1;
   duct__err err = {{0}};
-  duct_code rc = duct__link_open(ch->address, deadline, &k->l, &err);
+  duct_code rc = ch->t->link_open(ch->address, deadline, &k->l, &err);
   if (rc != DUCT_OK) {
     snprintf(msg, msgcap, "%s", err.text[0] ? err.text : duct_code_message(rc));
     k->l = NULL;
@@ -107,7 +111,7 @@ static duct_code link_new(duct_channel *ch, int64_t deadline, clink **out, char 
   duct__wire_hello(hello, DUCT__DEFAULT_MAX_FRAME, ch->o.max_message_size);
   duct__iov iov = {hello, sizeof hello};
   size_t len = 0;
-  rc = duct__link_transact(k->l, &iov, 1, k->rxbuf, DUCT__DEFAULT_MAX_FRAME, &len, deadline);
+  rc = k->t->link_transact(k->l, &iov, 1, k->rxbuf, DUCT__DEFAULT_MAX_FRAME, &len, deadline);
   duct__frame f;
   duct__hello h;
   const char *why = NULL;
@@ -144,6 +148,11 @@ static duct_code link_new(duct_channel *ch, int64_t deadline, clink **out, char 
 
 duct_code duct_channel_open(const char *address, const duct_channel_opts *o,
                             duct_channel **out) {
+  return duct__channel_open_with(address, o, &duct__platform_transport, out);
+}
+
+duct_code duct__channel_open_with(const char *address, const duct_channel_opts *o,
+                                  const duct__transport_ops *t, duct_channel **out) {
   /* No channel yet: refusals go to the log the options name. */
   duct__logger lg = {o ? o->log : NULL, o ? o->log_user : NULL};
   if (!out) {
@@ -170,6 +179,7 @@ duct_code duct_channel_open(const char *address, const duct_channel_opts *o,
     return DUCT_RESOURCE_EXHAUSTED;
   }
   strcpy(ch->address, address);
+  ch->t = t;
   if (o)
     ch->o = *o;
   if (!ch->o.connect_timeout_ms)
@@ -279,8 +289,8 @@ static duct_code send_request(clink *k, const duct__frame *tmpl, uint8_t *payloa
     uint8_t hdr[DUCT__HEADER_SIZE];
     duct__iov iov[2];
     int pieces = duct__wire_frag(tmpl, payload, len, k->peer_max_frame, i, 1, hdr, iov);
-    duct_code rc = i + 1 < n ? duct__link_send(k->l, iov, pieces, deadline)
-                             : duct__link_transact(k->l, iov, pieces, k->rxbuf,
+    duct_code rc = i + 1 < n ? k->t->link_send(k->l, iov, pieces, deadline)
+                             : k->t->link_transact(k->l, iov, pieces, k->rxbuf,
                                                    DUCT__DEFAULT_MAX_FRAME, rlen, deadline);
     if (rc != DUCT_OK)
       return rc;
@@ -407,7 +417,7 @@ duct_code duct_call_unary(duct_channel *ch, const duct_method *m, const Protobuf
         return finish(o, DUCT_OK, NULL);
       }
     }
-    rc = duct__link_recv(k->l, k->rxbuf, DUCT__DEFAULT_MAX_FRAME, &rlen, deadline);
+    rc = k->t->link_recv(k->l, k->rxbuf, DUCT__DEFAULT_MAX_FRAME, &rlen, deadline);
     if (rc != DUCT_OK) {
       release(ch, k, 0);
       return finish(o, rc, "%s: %s", m->name, transport_text(rc));

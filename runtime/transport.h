@@ -1,4 +1,5 @@
-/* runtime/transport.h - the internal transport interface.
+/* runtime/transport.h - the internal transport interface: one table of
+ * operations (duct__transport_ops) per transport.
  *
  * Everything above this line (server/, client/ and the shared runtime files) is the same
  * on every system; everything below it lives in runtime/posix/ (AF_UNIX
@@ -135,5 +136,39 @@ duct_code duct__link_transact(duct__link *l, const duct__iov *iov, int n,
 void duct__link_close(duct__link *l);
 /* The server process's id as the system reports it (0 if unknown). */
 uint32_t duct__link_peer_pid(const duct__link *l);
+
+/* ---- The table ----
+ *
+ * The server and client cores reach a transport only through this table,
+ * so a test can put another one underneath them without compiling the
+ * cores again: an in-memory transport (tests/fuzz), or a wrapper that
+ * fails, truncates or stalls the Nth operation of the real one
+ * (tests/fault), as SQLite's fault-injecting VFS wraps the real VFS.
+ * Each member has the contract of the function of the same name above. */
+typedef struct duct__transport_ops {
+  const char *name; /* "posix", "win", or a test's own, for log lines */
+  duct_code (*listen)(const char *address, const duct__listen_opts *o,
+                      const duct__srv_cb *cb, void *core,
+                      duct__listener **out, duct__err *err);
+  duct_code (*listener_start)(duct__listener *l);
+  void (*listener_stop_accepting)(duct__listener *l);
+  void (*listener_free)(duct__listener *l);
+  duct_code (*conn_send)(duct__conn *c, const duct__iov *iov, int n);
+  void (*conn_close)(duct__conn *c);
+  duct_code (*link_open)(const char *address, int64_t deadline_ms,
+                         duct__link **out, duct__err *err);
+  duct_code (*link_send)(duct__link *l, const duct__iov *iov, int n,
+                         int64_t deadline_ms);
+  duct_code (*link_recv)(duct__link *l, uint8_t *buf, size_t cap, size_t *len,
+                         int64_t deadline_ms);
+  duct_code (*link_transact)(duct__link *l, const duct__iov *iov, int n,
+                             uint8_t *buf, size_t cap, size_t *len,
+                             int64_t deadline_ms);
+  void (*link_close)(duct__link *l);
+  uint32_t (*link_peer_pid)(const duct__link *l);
+} duct__transport_ops;
+
+/* This system's transport: runtime/posix's or runtime/win's table. */
+extern const duct__transport_ops duct__platform_transport;
 
 #endif /* DUCT_RUNTIME_TRANSPORT_H */

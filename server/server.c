@@ -18,6 +18,7 @@
 #include "runtime/transport.h"
 #include "runtime/wire.h"
 #include "runtime/alloc.h"
+#include "server/internal.h"
 
 #define DEFAULT_MAX_CONNECTIONS 1024u
 #define DEFAULT_IDLE_TIMEOUT_MS 10000u
@@ -41,6 +42,7 @@ typedef struct entry {
 typedef struct sconn sconn;
 
 struct duct_server {
+  const duct__transport_ops *t;
   duct_server_opts o;
   duct__logger log;
   entry *methods; /* sorted by id once started, for bsearch */
@@ -122,7 +124,7 @@ static int send_text(sconn *sc, uint8_t type, uint32_t call, uint32_t method,
   uint8_t msg[DUCT__TEXT_MSG_MAX];
   size_t n = duct__wire_text(msg, type, call, method, code, text);
   duct__iov iov = {msg, n};
-  return duct__conn_send(sc->c, &iov, 1) == DUCT_OK ? 0 : -1;
+  return sc->s->t->conn_send(sc->c, &iov, 1) == DUCT_OK ? 0 : -1;
 }
 
 /* Ends a connection for a protocol violation: one log line naming the
@@ -143,7 +145,7 @@ static int send_reply(sconn *sc, const duct__frame *req, uint8_t *payload, size_
     uint8_t hdr[DUCT__HEADER_SIZE];
     duct__iov iov[2];
     int k = duct__wire_frag(&tmpl, payload, len, sc->peer_max_frame, i, 1, hdr, iov);
-    if (duct__conn_send(sc->c, iov, k) != DUCT_OK)
+    if (sc->s->t->conn_send(sc->c, iov, k) != DUCT_OK)
       return -1;
   }
   return 0;
@@ -277,7 +279,7 @@ static int on_hello(sconn *sc, const duct__frame *f, const uint8_t *payload) {
   uint8_t msg[DUCT__HELLO_MSG_SIZE];
   duct__wire_hello(msg, DUCT__DEFAULT_MAX_FRAME, sc->s->o.max_message_size);
   duct__iov iov = {msg, sizeof msg};
-  if (duct__conn_send(sc->c, &iov, 1) != DUCT_OK)
+  if (sc->s->t->conn_send(sc->c, &iov, 1) != DUCT_OK)
     return -1;
   sc->hello_done = 1;
   set_partial(sc, 0);
@@ -448,7 +450,7 @@ static void on_tick(void *core) {
       duct__log(&s->log, DUCT_LOG_WARN,
                 "closing connection from pid %u: a message stalled for over %u ms",
                 (unsigned)sc->peer.pid, (unsigned)s->o.idle_timeout_ms);
-      duct__conn_close(sc->c);
+      s->t->conn_close(sc->c);
     }
   }
   duct__mutex_unlock(&s->mu);
@@ -469,6 +471,12 @@ static const char *printable(char *buf, size_t cap, const char *s) {
 }
 
 duct_code duct_server_new(const duct_server_opts *o, duct_server **out) {
+  return duct__server_new_with(o, &duct__platform_transport, out);
+}
+
+duct_code duct__server_new_with(const duct_server_opts *o,
+                                const duct__transport_ops *t,
+                                duct_server **out) {
   duct_server_opts d = {0};
   if (o)
     d = *o;
@@ -504,6 +512,7 @@ duct_code duct_server_new(const duct_server_opts *o, duct_server **out) {
   duct_server *s = duct__calloc(1, sizeof *s);
   if (!s)
     return DUCT_RESOURCE_EXHAUSTED;
+  s->t = t;
   s->o = d;
   s->log.cb = d.log;
   s->log.user = d.log_user;
@@ -577,7 +586,7 @@ duct_code duct_server_listen(duct_server *s, const char *address) {
       .allow_remote = s->o.allow_remote_clients,
   };
   duct__err err = {{0}};
-  duct_code rc = duct__listen(address, &lo, &callbacks, s, &s->l, &err);
+  duct_code rc = s->t->listen(address, &lo, &callbacks, s, &s->l, &err);
   if (rc != DUCT_OK) {
     s->l = NULL;
     /* Refused addresses included: the transport's text says what the
@@ -595,7 +604,7 @@ duct_code duct_server_start(duct_server *s) {
     return DUCT_INVALID_ARGUMENT;
   if (!s->l || s->started)
     return DUCT_FAILED_PRECONDITION;
-  duct_code rc = duct__listener_start(s->l);
+  duct_code rc = s->t->listener_start(s->l);
   if (rc == DUCT_OK)
     s->started = 1;
   return rc;
@@ -610,7 +619,7 @@ duct_code duct_server_stop(duct_server *s, int drain_ms) {
     s->stopped = 1;
     return DUCT_OK;
   }
-  duct__listener_stop_accepting(s->l);
+  s->t->listener_stop_accepting(s->l);
   int64_t until = duct__now_ms() + (drain_ms > 0 ? drain_ms : 0);
   atomic_store(&s->stopping, 1);
   duct__mutex_lock(&s->mu);
@@ -619,7 +628,7 @@ duct_code duct_server_stop(duct_server *s, int drain_ms) {
   for (sconn *sc = s->conns; sc; sc = sc->next) {
     if (!atomic_load(&sc->in_call) && !atomic_load(&sc->partial_since)) {
       send_text(sc, DUCT__GOAWAY, 0, 0, DUCT_UNAVAILABLE, "the server is stopping");
-      duct__conn_close(sc->c);
+      s->t->conn_close(sc->c);
     }
   }
   while (atomic_load(&s->inflight) > 0 && duct__now_ms() < until)
@@ -631,7 +640,7 @@ duct_code duct_server_stop(duct_server *s, int drain_ms) {
               abandoned, drain_ms);
   /* Closes every connection (handlers still running finish first: the
    * transport joins its workers) and frees the transport. */
-  duct__listener_free(s->l);
+  s->t->listener_free(s->l);
   s->l = NULL;
   s->stopped = 1;
   return DUCT_OK;

@@ -1,0 +1,18 @@
+/* The Windows transport's operations table (runtime/transport.h). */
+#include "runtime/transport.h"
+
+const duct__transport_ops duct__platform_transport = {
+    .name = "win",
+    .listen = duct__listen,
+    .listener_start = duct__listener_start,
+    .listener_stop_accepting = duct__listener_stop_accepting,
+    .listener_free = duct__listener_free,
+    .conn_send = duct__conn_send,
+    .conn_close = duct__conn_close,
+    .link_open = duct__link_open,
+    .link_send = duct__link_send,
+    .link_recv = duct__link_recv,
+    .link_transact = duct__link_transact,
+    .link_close = duct__link_close,
+    .link_peer_pid = duct__link_peer_pid,
+};
