@@ -34,7 +34,11 @@ void duct__arena_init(duct__arena *a, size_t keep) {
   a->next = a->keep;
   a->slack = 0;
   a->out_of_memory = 0;
+  a->limit = a->total = 0;
+  a->over_limit = 0;
 }
+
+void duct__arena_set_limit(duct__arena *a, size_t limit) { a->limit = limit; }
 
 void *duct__arena_alloc(duct__arena *a, size_t n) {
   size_t need = (n + ALIGN - 1) & ~(size_t)(ALIGN - 1);
@@ -49,11 +53,20 @@ void *duct__arena_alloc(duct__arena *a, size_t n) {
     size_t size = a->head ? a->head->size * 2 : a->next;
     if (size < need)
       size = need;
+    if (a->limit && size > a->limit - a->total) {
+      /* Past the call's cap: the last block may still fit what is asked. */
+      if (need > a->limit - a->total) {
+        a->out_of_memory = a->over_limit = 1;
+        return NULL;
+      }
+      size = a->limit - a->total;
+    }
     b = size > SIZE_MAX - HDR ? NULL : duct__malloc(HDR + size);
     if (!b) {
       a->out_of_memory = 1;
       return NULL;
     }
+    a->total += size;
     b->size = size;
     b->used = 0;
     b->next = a->head;
@@ -66,7 +79,8 @@ void *duct__arena_alloc(duct__arena *a, size_t n) {
 
 void duct__arena_reset(duct__arena *a) {
   duct__arena_block *b = a->head;
-  a->out_of_memory = 0;
+  a->out_of_memory = a->over_limit = 0;
+  a->total = 0;
   if (!b)
     return;
   if (b->next) {
@@ -98,6 +112,7 @@ void duct__arena_reset(duct__arena *a) {
     }
   }
   b->used = 0;
+  a->total = b->size; /* the kept block counts against the next call */
 }
 
 void duct__arena_free(duct__arena *a) {

@@ -17,13 +17,21 @@ typedef struct duct__arena {
   size_t keep;             /* smallest block kept across resets */
   size_t next;             /* size of the next first block (>= keep) */
   unsigned slack;          /* resets in a row that used < 1/4 of a big block */
+  /* The most block memory one call may hold (0: no limit), and what it
+   * holds now. A request can make protobuf-c allocate far more than its
+   * own size (a 4 MiB message of 2-byte unknown fields needs ~150 MB of
+   * bookkeeping), so the server caps each call. */
+  size_t limit, total;
+  unsigned char over_limit; /* the failure was the limit, not the system */
   /* An allocation failed since the last reset: lets a caller tell "out of
    * memory" from "does not parse" when protobuf-c's unpack returns NULL. */
   unsigned char out_of_memory;
 } duct__arena;
 
-/* keep: bytes of the block that survives resets (allocated lazily). */
+/* keep: bytes of the block that survives resets (allocated lazily).
+ * limit: the most a call may hold (0: none). */
 void duct__arena_init(duct__arena *a, size_t keep);
+void duct__arena_set_limit(duct__arena *a, size_t limit);
 /* 16-byte aligned memory, or NULL without memory. */
 void *duct__arena_alloc(duct__arena *a, size_t n);
 /* Empties the arena for the next call. The memory of a call that needed

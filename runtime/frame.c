@@ -3,6 +3,7 @@
 #include "frame.h"
 
 #include <assert.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include "runtime/alloc.h"
@@ -180,12 +181,34 @@ void duct__frag_at(const duct__frame *tmpl, size_t len, size_t max_frame,
                           (i + 1 < n ? DUCT__FLAG_MORE : 0));
 }
 
+int duct__budget_take(duct__budget *b, size_t n) {
+  if (!b || !b->limit) {
+    if (b)
+      atomic_fetch_add(&b->used, n);
+    return 1;
+  }
+  size_t cur = atomic_load(&b->used);
+  do {
+    if (n > b->limit || cur > b->limit - n)
+      return 0;
+  } while (!atomic_compare_exchange_weak(&b->used, &cur, cur + n));
+  return 1;
+}
+
+void duct__budget_give(duct__budget *b, size_t n) {
+  if (b)
+    atomic_fetch_sub(&b->used, n);
+}
+
 void duct__reasm_init(duct__reasm *r, uint32_t max_message) {
   memset(r, 0, sizeof *r);
   r->max_message = max_message ? max_message : DUCT__DEFAULT_MAX_MESSAGE;
 }
 
+void duct__reasm_set_budget(duct__reasm *r, duct__budget *b) { r->budget = b; }
+
 void duct__reasm_free(duct__reasm *r) {
+  duct__budget_give(r->budget, r->cap);
   duct__free(r->buf);
   r->buf = NULL;
   r->len = r->cap = 0;
@@ -198,10 +221,15 @@ void duct__reasm_free(duct__reasm *r) {
  * REASM_SLACK messages in a row that did not need it, it goes back to the
  * system. */
 static void reasm_end(duct__reasm *r) {
-  if (r->cap > REASM_KEEP) {
-    if (r->len >= r->cap / 4 && !r->discard)
+  /* Under a budget that is half spent, a kept buffer is memory others
+   * may need for messages in progress: give it back now. */
+  int pressed = r->budget && r->budget->limit &&
+                atomic_load(&r->budget->used) > r->budget->limit / 2;
+  if (r->cap > REASM_KEEP || (pressed && r->cap)) {
+    if (r->len >= r->cap / 4 && !r->discard && !pressed)
       r->slack = 0;
-    else if (++r->slack >= REASM_SLACK) {
+    else if (pressed || ++r->slack >= REASM_SLACK) {
+      duct__budget_give(r->budget, r->cap);
       duct__free(r->buf);
       r->buf = NULL;
       r->cap = 0;
@@ -216,16 +244,20 @@ static void reasm_end(duct__reasm *r) {
  * the allocation follows bytes received, not any length a peer claims. */
 static int reasm_append(duct__reasm *r, const uint8_t *p, size_t n) {
   if (n > r->max_message - r->len)
-    return -1;
+    return 1;
   if (r->len + n > r->cap) {
     size_t cap = r->cap ? r->cap : 64u * 1024u;
     while (cap < r->len + n)
       cap *= 2;
     if (cap > r->max_message)
       cap = r->max_message;
+    if (!duct__budget_take(r->budget, cap - r->cap))
+      return 2;
     uint8_t *nb = duct__realloc(r->buf, cap);
-    if (!nb)
-      return -1;
+    if (!nb) {
+      duct__budget_give(r->budget, cap - r->cap);
+      return 1;
+    }
     r->buf = nb;
     r->cap = cap;
   }
@@ -272,8 +304,9 @@ duct_code duct__reasm_feed(duct__reasm *r, const duct__frame *f,
     return bad(why, "fragment does not continue the message in progress");
   }
 
-  if (!r->discard && reasm_append(r, payload, f->payload_len) != 0) {
-    r->discard = 1; /* keep reading to the last fragment, keep nothing */
+  int full;
+  if (!r->discard && (full = reasm_append(r, payload, f->payload_len)) != 0) {
+    r->discard = (unsigned char)full; /* read to the last fragment, keep nothing */
     r->len = 0;
   }
   if (more)
@@ -286,8 +319,9 @@ duct_code duct__reasm_feed(duct__reasm *r, const duct__frame *f,
     out->data = NULL;
     out->len = 0;
     out->hdr.payload_len = 0;
+    *why = r->discard == 2 ? "the memory budget for partly received messages is spent"
+                           : "message larger than the maximum message size";
     reasm_end(r);
-    *why = "message larger than the maximum message size";
     return DUCT_RESOURCE_EXHAUSTED;
   }
   out->data = r->buf;

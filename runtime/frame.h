@@ -83,15 +83,27 @@ size_t duct__frag_count(size_t len, size_t max_frame);
 void duct__frag_at(const duct__frame *tmpl, size_t len, size_t max_frame,
                    size_t i, duct__frame *out, size_t *off);
 
+/* Memory shared by many reassemblers (one server's connections): what
+ * peers can make the process hold in partly received messages. */
+typedef struct duct__budget {
+  _Atomic size_t used;
+  size_t limit; /* 0: no limit */
+} duct__budget;
+/* Takes n bytes from b (NULL: always succeeds); 0 if that would pass the
+ * limit (nothing is taken then). */
+int duct__budget_take(duct__budget *b, size_t n);
+void duct__budget_give(duct__budget *b, size_t n);
+
 /* Reassembly of one message at a time per direction of a connection. */
 typedef struct duct__reasm {
   uint32_t max_message;
+  duct__budget *budget; /* charged with cap; NULL: none */
   duct__frame first; /* header of the message being rebuilt */
   uint8_t *buf;
   size_t len;
   size_t cap;
   unsigned char active;  /* a multi-frame message is in progress */
-  unsigned char discard; /* it passed max_message: drop the rest */
+  unsigned char discard; /* drop the rest: 1 past max_message, 2 budget */
   unsigned char slack;   /* messages in a row that used < 1/4 of a large buf */
 } duct__reasm;
 
@@ -104,6 +116,8 @@ typedef struct duct__msg {
 } duct__msg;
 
 void duct__reasm_init(duct__reasm *r, uint32_t max_message);
+/* Charges the buffer's memory to b from now on (before the first feed). */
+void duct__reasm_set_budget(duct__reasm *r, duct__budget *b);
 void duct__reasm_free(duct__reasm *r);
 
 /* Feeds one decoded REQUEST or RESPONSE frame and its payload.
@@ -111,9 +125,9 @@ void duct__reasm_free(duct__reasm *r);
  * - DUCT_OK, out->done == 1: out holds the whole message. A single-frame
  *   message is not copied: out->data points into payload.
  * - DUCT_RESOURCE_EXHAUSTED, out->done == 1: the message's last fragment
- *   arrived but the message exceeded max_message (or memory ran out); its
- *   bytes were dropped as they came. The connection stays usable; the
- *   call fails with this code.
+ *   arrived but the message exceeded max_message (or memory or the
+ *   budget ran out; *why says which); its bytes were dropped as they came.
+ *   The connection stays usable; the call fails with this code.
  * - DUCT_INTERNAL: a protocol violation (interleaved or inconsistent
  *   fragments, an empty non-final fragment); close the connection.
  * Memory grows with the bytes actually received, never with a claim. */

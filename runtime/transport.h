@@ -13,12 +13,17 @@
  * silently cut.
  *
  * Server side: the transport owns the listening endpoint, accepting, the
- * worker threads and the event loop (epoll / IOCP). It delivers each
- * incoming message to the core through duct__srv_cb on a worker thread,
- * one message at a time per connection: the next read on a connection is
- * only armed after message() returns (EPOLLONESHOT / one pending
- * ReadFile), so a connection is served by one worker at a time and the
- * core needs no per-connection lock for its receive state.
+ * worker threads and the event loop (epoll / IOCP). Each connection is a
+ * duct__conn (runtime/conn.h), embedded first in the platform's own
+ * struct: the lifecycle, the connection set, admission, timeouts and the
+ * send queue are shared code; the platform arms reads, completes them,
+ * writes and wakes. It delivers each incoming message to the core through
+ * duct__srv_cb on a worker thread, one message at a time per connection:
+ * the next read is only armed after message() returns (EPOLLONESHOT / one
+ * pending ReadFile), so a connection is served by one worker at a time
+ * and the core needs no per-connection lock for its receive state. Sends
+ * never wait for the peer: what the system does not take at once is
+ * queued and written as the peer drains it.
  *
  * Client side: a duct__link is one connection, used by one thread at a
  * time (the client core's pool hands links out). */
@@ -64,21 +69,34 @@ typedef struct duct__srv_cb {
    * on an empty socket; anything that does arrive is still delivered).
    * Never called concurrently for one connection. */
   int (*message)(void *conn_state, const uint8_t *msg, size_t len);
-  /* The connection ended (peer closed, error, duct__conn_close, or the
-   * listener stopping). The last callback for it: conn_state may be freed
-   * and the duct__conn must not be used afterwards. `why` is DUCT_OK for
-   * an orderly close by the peer, else the reason; detail may be NULL. */
+  /* The connection ended (peer closed, error, a close asked for, a
+   * timeout, or the listener stopping). The last callback for it:
+   * conn_state may be freed and the duct__conn must not be used
+   * afterwards. `why` is DUCT_OK for an orderly close by the peer, else
+   * the first reason recorded; detail may be NULL. */
   void (*closed)(void *conn_state, duct_code why, const char *detail);
-  /* Called about every 100 ms on one transport thread, for timeouts. */
+  /* Optional: the connection is about to be closed to make room for a new
+   * one at max_connections (any thread; it was idle): the core may say
+   * goodbye with duct__conn_send_nowait. */
+  void (*evict)(void *conn_state, const char *why);
+  /* Optional: the transport is about to close the connection for a rule
+   * it enforces itself (a message over max_frame): the core logs it and
+   * may say GOAWAY with duct__conn_send_nowait. From the owner. */
+  void (*violation)(void *conn_state, duct_code code, const char *why);
+  /* Optional: called about every 100 ms on one transport thread. */
   void (*tick)(void *core);
 } duct__srv_cb;
 
 typedef struct duct__listen_opts {
   int workers;              /* threads calling the callbacks; >= 1 */
   uint32_t max_frame;       /* largest message accepted (header included) */
-  uint32_t max_connections; /* beyond this, accept and close at once */
-  /* How long duct__conn_send may wait for a peer that does not read. */
-  uint32_t send_timeout_ms;
+  /* Beyond this many, the longest-idle connection makes room for a new
+   * one (runtime/conn.h); with none idle the new one is closed at once. */
+  uint32_t max_connections;
+  /* How long a partial message, the HELLO or an unread reply may stall
+   * before the connection is closed. */
+  uint32_t idle_timeout_ms;
+  size_t queue_cap; /* bytes one connection may have queued for sending */
   int allow_group;          /* POSIX: socket dir 0750 instead of 0700 */
   const char *sddl;         /* Windows: DACL override */
   int null_dacl;            /* Windows: explicit NULL DACL */
@@ -98,24 +116,39 @@ duct_code duct__listener_start(duct__listener *l);
 void duct__listener_stop_accepting(duct__listener *l);
 /* Closes every connection (closed() for each), joins the threads, frees. */
 void duct__listener_free(duct__listener *l);
+/* Calls fn for every open connection, with a reference held and no lock
+ * (runtime/conn.h's duct__conn_set_each). */
+void duct__listener_each(duct__listener *l, void (*fn)(duct__conn *c, void *arg),
+                         void *arg);
 
-/* Sends one message on c. Safe from any thread, including inside
- * message(); concurrent sends on one connection are serialized. Waits at
- * most send_timeout_ms for a peer that does not read, then fails with
- * DUCT_DEADLINE_EXCEEDED. DUCT_UNAVAILABLE if the connection is gone. */
-duct_code duct__conn_send(duct__conn *c, const duct__iov *iov, int n);
-/* Asks for c to be closed; safe from any thread at any time before its
- * closed() callback has run. A message() in progress finishes first. */
-void duct__conn_close(duct__conn *c);
+/* duct__conn_send, duct__conn_send_nowait and duct__conn_close are
+ * runtime/conn.h's, shared by every transport. */
 
 /* ---- Client side ---- */
 
 typedef struct duct__link duct__link;
 
+/* What a client asks of a new link. */
+typedef struct duct__link_opts {
+  /* The user the server must run as, in duct_peer.user's format (decimal
+   * uid / SID string); NULL or "": the default rule, this process's own
+   * user or root / LocalSystem / Administrators (duct/client.h,
+   * expect_server_user). Borrowed for the call. */
+  const char *expect_user;
+} duct__link_opts;
+
 /* Connects to address, retrying while the server is absent or busy until
- * the monotonic time deadline_ms (duct__now_ms scale; -1 = forever).
- * DUCT_UNAVAILABLE when nobody listened in time, DUCT_PERMISSION_DENIED,
- * DUCT_INVALID_ARGUMENT for a bad address. */
+ * the monotonic time deadline_ms (duct__now_ms scale; -1 = forever), then
+ * checks who the server is (o; NULL = the default rule) before anything
+ * is sent. DUCT_UNAVAILABLE when nobody listened in time,
+ * DUCT_PERMISSION_DENIED (not admitted, or the server is not the expected
+ * user, or who it is cannot be found out; err names both users),
+ * DUCT_INVALID_ARGUMENT for a bad address or an expect_user this system
+ * cannot read. */
+duct_code duct__link_open_opts(const char *address, const duct__link_opts *o,
+                               int64_t deadline_ms, duct__link **out,
+                               duct__err *err);
+/* duct__link_open_opts with the default rule (o = NULL). */
 duct_code duct__link_open(const char *address, int64_t deadline_ms,
                           duct__link **out, duct__err *err);
 /* Sends one message. */
@@ -144,7 +177,8 @@ uint32_t duct__link_peer_pid(const duct__link *l);
  * cores again: an in-memory transport (tests/fuzz), or a wrapper that
  * fails, truncates or stalls the Nth operation of the real one
  * (tests/fault), as SQLite's fault-injecting VFS wraps the real VFS.
- * Each member has the contract of the function of the same name above. */
+ * Each member has the contract of the function of the same name above
+ * (link_open: duct__link_open_opts). */
 typedef struct duct__transport_ops {
   const char *name; /* "posix", "win", or a test's own, for log lines */
   duct_code (*listen)(const char *address, const duct__listen_opts *o,
@@ -153,10 +187,14 @@ typedef struct duct__transport_ops {
   duct_code (*listener_start)(duct__listener *l);
   void (*listener_stop_accepting)(duct__listener *l);
   void (*listener_free)(duct__listener *l);
+  void (*listener_each)(duct__listener *l, void (*fn)(duct__conn *c, void *arg),
+                        void *arg);
   duct_code (*conn_send)(duct__conn *c, const duct__iov *iov, int n);
-  void (*conn_close)(duct__conn *c);
-  duct_code (*link_open)(const char *address, int64_t deadline_ms,
-                         duct__link **out, duct__err *err);
+  void (*conn_send_nowait)(duct__conn *c, const duct__iov *iov, int n);
+  void (*conn_close)(duct__conn *c, duct_code why, const char *detail);
+  duct_code (*link_open)(const char *address, const duct__link_opts *o,
+                         int64_t deadline_ms, duct__link **out,
+                         duct__err *err);
   duct_code (*link_send)(duct__link *l, const duct__iov *iov, int n,
                          int64_t deadline_ms);
   duct_code (*link_recv)(duct__link *l, uint8_t *buf, size_t cap, size_t *len,

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "runtime/arena.h"
+#include "runtime/conn.h"
 #include "runtime/frame.h"
 #include "runtime/log.h"
 #include "runtime/sys.h"
@@ -32,6 +33,14 @@
 /* The arena block kept per connection: most calls fit in it, so they
  * allocate nothing. */
 #define ARENA_KEEP (16u * 1024u)
+/* Memory budgets (duct/server.h): all partly received messages together,
+ * and one call's arena as a multiple of max_message_size. */
+#define DEFAULT_MAX_PARTIAL_MEMORY ((size_t)64 * 1024 * 1024)
+#define CALL_MEMORY_FACTOR 4u
+#define MIN_CALL_MEMORY ((size_t)1024 * 1024)
+/* The smallest frame a client may ask for in its HELLO: below this a
+ * reply would take a frame (and a system call) per handful of bytes. */
+#define MIN_PEER_FRAME 4096u
 
 typedef struct entry {
   const duct_method *m;
@@ -48,31 +57,30 @@ struct duct_server {
   entry *methods; /* sorted by id once started, for bsearch */
   size_t n_methods;
   duct__listener *l;
-  duct__mutex mu; /* guards the connection list and started/stopped */
-  duct__cond cv;  /* signalled when a call or a connection ends */
-  sconn *conns;   /* every open connection, for tick and stop */
+  duct__mutex mu; /* for cv */
+  duct__cond cv;  /* signalled when the last call ends while stopping */
   int started, stopped;
+  duct__budget partial; /* all partly received requests together */
+  size_t call_memory;   /* one call's arena cap */
+  size_t queue_cap;     /* bytes one connection may have queued */
   /* Read by every call, so atomics rather than `mu`: a call touches no lock
    * that its own connection does not need. */
   atomic_int stopping;
   atomic_int inflight; /* calls between dispatch and reply */
 };
 
+/* The server's record of one connection (the transport's duct__conn holds
+ * the lifecycle, the idle clock and the send queue). Touched only by the
+ * connection's owner, one message at a time. */
 struct sconn {
   duct_server *s;
   duct__conn *c;
   duct_peer peer;
-  sconn *prev, *next;
   duct__reasm rx;
   duct__arena arena;
   uint32_t peer_max_frame;
   uint32_t peer_max_message;
   int hello_done;
-  /* When the current partial message (or the wait for HELLO) began, 0
-   * when none is pending; and whether a call is running. Atomic: the
-   * worker writes them, tick and stop read them. */
-  _Atomic int64_t partial_since;
-  atomic_int in_call;
 };
 
 struct duct_ctx {
@@ -125,6 +133,14 @@ static int send_text(sconn *sc, uint8_t type, uint32_t call, uint32_t method,
   size_t n = duct__wire_text(msg, type, call, method, code, text);
   duct__iov iov = {msg, n};
   return sc->s->t->conn_send(sc->c, &iov, 1) == DUCT_OK ? 0 : -1;
+}
+
+/* A GOAWAY that never waits: for connections this thread does not own. */
+static void goaway_nowait(duct_server *s, duct__conn *c, duct_code code, const char *text) {
+  uint8_t msg[DUCT__TEXT_MSG_MAX];
+  size_t n = duct__wire_text(msg, DUCT__GOAWAY, 0, 0, code, text);
+  duct__iov iov = {msg, n};
+  s->t->conn_send_nowait(c, &iov, 1);
 }
 
 /* Ends a connection for a protocol violation: one log line naming the
@@ -201,7 +217,15 @@ static int run_call(sconn *sc, const duct__frame *h, const uint8_t *data, size_t
   ProtobufCMessage *req = protobuf_c_message_unpack(m->input, &sc->arena.pc, len, data);
   if (!req) {
     /* protobuf-c says NULL for both; only the arena knows which it was. */
-    if (sc->arena.out_of_memory) {
+    if (sc->arena.over_limit) {
+      snprintf(why, sizeof why,
+               "unpacking the request needs more than the %zu bytes one call may "
+               "use (max_call_memory)", s->call_memory);
+      duct__log(&s->log, DUCT_LOG_WARN, "refusing %s from pid %u: %s", m->name,
+                (unsigned)sc->peer.pid, why);
+      text = why;
+      code = DUCT_RESOURCE_EXHAUSTED;
+    } else if (sc->arena.out_of_memory) {
       text = "out of memory unpacking the request";
       code = DUCT_RESOURCE_EXHAUSTED;
     } else {
@@ -234,6 +258,15 @@ static int run_call(sconn *sc, const duct__frame *h, const uint8_t *data, size_t
     code = DUCT_RESOURCE_EXHAUSTED;
     goto fail;
   }
+  /* A reply must fit the connection's send queue with its headers, in
+   * case the client reads it slowly. */
+  if (n + duct__frag_count(n, sc->peer_max_frame) * DUCT__HEADER_SIZE > s->queue_cap) {
+    snprintf(why, sizeof why, "reply of %zu bytes exceeds the server's send limit of %zu",
+             n, s->queue_cap);
+    text = why;
+    code = DUCT_RESOURCE_EXHAUSTED;
+    goto fail;
+  }
   uint8_t *buf = duct__arena_alloc(&sc->arena, DUCT__HEADER_SIZE + n);
   if (!buf) {
     text = "out of memory for the reply";
@@ -248,7 +281,7 @@ fail:
                    text ? text : duct_code_message(code));
 }
 
-static void set_partial(sconn *sc, int64_t since) { atomic_store(&sc->partial_since, since); }
+static void set_partial(sconn *sc, int64_t since) { atomic_store(&sc->c->partial_since, since); }
 
 /* Wakes duct_server_stop when the last call in flight ends during a stop.
  * The decrement comes before the read of `stopping` (both sequentially
@@ -271,6 +304,12 @@ static int on_hello(sconn *sc, const duct__frame *f, const uint8_t *payload) {
     char text[128];
     snprintf(text, sizeof text, "client speaks protocol versions %u..%u; this server speaks %u",
              h.min_version, h.max_version, DUCT__VERSION);
+    return violation(sc, DUCT_FAILED_PRECONDITION, text);
+  }
+  if (h.max_frame < MIN_PEER_FRAME) {
+    char text[128];
+    snprintf(text, sizeof text, "HELLO asks for frames of %u bytes; this server sends no "
+             "frame smaller than %u", (unsigned)h.max_frame, MIN_PEER_FRAME);
     return violation(sc, DUCT_FAILED_PRECONDITION, text);
   }
   sc->peer_max_frame = h.max_frame < DUCT__DEFAULT_MAX_FRAME ? h.max_frame
@@ -331,6 +370,7 @@ static int on_message(void *state, const uint8_t *msg, size_t len) {
   rc = duct__reasm_feed(&sc->rx, &f, payload, &m, &why);
   if (rc == DUCT_INTERNAL)
     return violation(sc, rc, why);
+  const char *exhausted = rc == DUCT_RESOURCE_EXHAUSTED ? why : NULL;
   if (!m.done) {
     if (!was_partial)
       set_partial(sc, now);
@@ -340,7 +380,7 @@ static int on_message(void *state, const uint8_t *msg, size_t len) {
   /* The deadline clock starts when the request's first frame arrived. */
   int64_t started = now;
   if (was_partial) {
-    started = atomic_load(&sc->partial_since);
+    started = atomic_load(&sc->c->partial_since);
     set_partial(sc, 0);
   }
   /* Announce the call, then look at `stopping`: duct_server_stop does the
@@ -348,10 +388,10 @@ static int on_message(void *state, const uint8_t *msg, size_t len) {
    * sequentially consistent operations at least one side sees the other:
    * either this call is refused here, or stop lets it finish. */
   atomic_fetch_add(&s->inflight, 1);
-  atomic_store(&sc->in_call, 1);
+  atomic_store(&sc->c->in_call, 1);
   int stopping = atomic_load(&s->stopping);
   if (stopping) {
-    atomic_store(&sc->in_call, 0);
+    atomic_store(&sc->c->in_call, 0);
     call_done(s);
   }
 
@@ -360,9 +400,17 @@ static int on_message(void *state, const uint8_t *msg, size_t len) {
     r = send_text(sc, DUCT__RESPONSE, m.hdr.call_id, m.hdr.method_id, DUCT_UNAVAILABLE,
                   "the server is stopping");
   } else if (rc == DUCT_RESOURCE_EXHAUSTED) {
-    char text[96];
-    snprintf(text, sizeof text, "request exceeds the server's maximum message size of %u bytes",
-             (unsigned)s->o.max_message_size);
+    char text[160];
+    if (sc->rx.budget && strstr(exhausted, "budget")) {
+      snprintf(text, sizeof text, "the server's memory for partly received requests "
+               "(max_partial_memory, %zu bytes) is in use; try again",
+               s->partial.limit);
+      duct__log(&s->log, DUCT_LOG_WARN, "refusing a request from pid %u: %s",
+                (unsigned)sc->peer.pid, text);
+    } else {
+      snprintf(text, sizeof text, "request exceeds the server's maximum message size of %u bytes",
+               (unsigned)s->o.max_message_size);
+    }
     r = send_text(sc, DUCT__RESPONSE, m.hdr.call_id, m.hdr.method_id, rc, text);
   } else {
     r = run_call(sc, &m.hdr, m.data, m.len, started);
@@ -370,15 +418,16 @@ static int on_message(void *state, const uint8_t *msg, size_t len) {
   duct__arena_reset(&sc->arena);
 
   if (!stopping) {
-    atomic_store(&sc->in_call, 0);
+    atomic_store(&sc->c->in_call, 0);
     call_done(s);
   }
   stopping = atomic_load(&s->stopping);
   if (stopping && r == 0) {
     /* Answered the last call this connection gets: tell the client why
-     * the connection ends so its next call reconnects elsewhere. */
+     * the connection ends so its next call reconnects elsewhere. The
+     * connection stays until the reply and this are written (or the
+     * drain ends): duct_server_stop closes it. */
     send_text(sc, DUCT__GOAWAY, 0, 0, DUCT_UNAVAILABLE, "the server is stopping");
-    return -1;
   }
   /* Answered: the client now waits for this reply (one call in flight per
    * connection), so the transport need not look for another message. */
@@ -387,6 +436,8 @@ static int on_message(void *state, const uint8_t *msg, size_t len) {
 
 static void *on_open(void *core, duct__conn *c, const duct_peer *peer) {
   duct_server *s = core;
+  if (atomic_load(&s->stopping))
+    return NULL;
   sconn *sc = duct__calloc(1, sizeof *sc);
   if (!sc) {
     duct__log(&s->log, DUCT_LOG_ERROR, "out of memory accepting pid %u", (unsigned)peer->pid);
@@ -396,67 +447,51 @@ static void *on_open(void *core, duct__conn *c, const duct_peer *peer) {
   sc->c = c;
   sc->peer = *peer;
   duct__reasm_init(&sc->rx, s->o.max_message_size);
+  duct__reasm_set_budget(&sc->rx, &s->partial);
   duct__arena_init(&sc->arena, ARENA_KEEP);
-  duct__mutex_lock(&s->mu);
-  if (atomic_load(&s->stopping)) {
-    duct__mutex_unlock(&s->mu);
-    duct__reasm_free(&sc->rx);
-    duct__free(sc);
-    return NULL;
-  }
-  /* Waiting for HELLO counts as a partial message for the idle timeout. */
-  atomic_init(&sc->partial_since, duct__now_ms());
-  sc->next = s->conns;
-  if (s->conns)
-    s->conns->prev = sc;
-  s->conns = sc;
-  duct__mutex_unlock(&s->mu);
+  duct__arena_set_limit(&sc->arena, s->call_memory);
   return sc;
 }
 
 static void on_closed(void *state, duct_code why, const char *detail) {
   sconn *sc = state;
   duct_server *s = sc->s;
+  /* Ends the server decided on (timeouts, caps) are worth a warning; a
+   * peer leaving or the server stopping is routine. */
+  int notable = why == DUCT_DEADLINE_EXCEEDED || why == DUCT_RESOURCE_EXHAUSTED;
   if (why != DUCT_OK)
-    duct__log(&s->log, DUCT_LOG_DEBUG, "connection from pid %u ended: %s%s%s",
-              (unsigned)sc->peer.pid, duct_code_name(why), detail ? ": " : "",
-              detail ? detail : "");
-  duct__mutex_lock(&s->mu);
-  if (sc->prev)
-    sc->prev->next = sc->next;
-  else
-    s->conns = sc->next;
-  if (sc->next)
-    sc->next->prev = sc->prev;
-  duct__cond_broadcast(&s->cv);
-  duct__mutex_unlock(&s->mu);
+    duct__log(&s->log, notable ? DUCT_LOG_WARN : DUCT_LOG_DEBUG,
+              "connection from pid %u (user %s) ended: %s%s%s", (unsigned)sc->peer.pid,
+              sc->peer.user, duct_code_name(why), detail ? ": " : "", detail ? detail : "");
   duct__reasm_free(&sc->rx);
   duct__arena_free(&sc->arena);
   duct__free(sc);
 }
 
-/* Disconnects peers that began a message (or the HELLO) and stalled. */
-static void on_tick(void *core) {
-  duct_server *s = core;
-  int64_t now = duct__now_ms();
-  duct__mutex_lock(&s->mu);
-  for (sconn *sc = s->conns; sc; sc = sc->next) {
-    int64_t since = atomic_load(&sc->partial_since);
-    /* The exchange fails if the message completed meanwhile, so a call
-     * that has just started is never cut off; success also means the
-     * connection is closed once. */
-    if (since && now - since > (int64_t)s->o.idle_timeout_ms &&
-        atomic_compare_exchange_strong(&sc->partial_since, &since, 0)) {
-      duct__log(&s->log, DUCT_LOG_WARN,
-                "closing connection from pid %u: a message stalled for over %u ms",
-                (unsigned)sc->peer.pid, (unsigned)s->o.idle_timeout_ms);
-      s->t->conn_close(sc->c);
-    }
-  }
-  duct__mutex_unlock(&s->mu);
+/* A connection is closed to admit a new one at max_connections: it was
+ * idle, so its client loses nothing but is told why. Any thread: only the
+ * connection itself (not the owner's sconn) is touched. */
+static void on_evict(void *state, const char *why) {
+  sconn *sc = state;
+  duct__log(&sc->s->log, DUCT_LOG_INFO, "closing connection from pid %u: %s",
+            (unsigned)sc->peer.pid, why);
+  goaway_nowait(sc->s, sc->c, DUCT_RESOURCE_EXHAUSTED, why);
 }
 
-static const duct__srv_cb callbacks = {on_open, on_message, on_closed, on_tick};
+/* The transport refuses a frame itself (over max_frame): say so, as for
+ * any other violation. */
+static void on_violation(void *state, duct_code code, const char *why) {
+  sconn *sc = state;
+  duct__log(&sc->s->log, DUCT_LOG_WARN, "closing connection from pid %u (user %s): %s",
+            (unsigned)sc->peer.pid, sc->peer.user, why);
+  goaway_nowait(sc->s, sc->c, code, why);
+}
+
+static const duct__srv_cb callbacks = {.open = on_open,
+                                       .message = on_message,
+                                       .closed = on_closed,
+                                       .evict = on_evict,
+                                       .violation = on_violation};
 
 /* ---- lifecycle ---- */
 
@@ -509,11 +544,38 @@ duct_code duct__server_new_with(const duct_server_opts *o,
     d.max_message_size = DUCT__DEFAULT_MAX_MESSAGE;
   if (!d.idle_timeout_ms)
     d.idle_timeout_ms = DEFAULT_IDLE_TIMEOUT_MS;
+  if (!d.max_partial_memory)
+    d.max_partial_memory = DEFAULT_MAX_PARTIAL_MEMORY;
+  if (d.max_partial_memory < d.max_message_size) {
+    duct__log(&lg, DUCT_LOG_ERROR,
+              "duct_server_new: option max_partial_memory = %zu is out of range; "
+              "accepted: 0 (64 MiB) or at least max_message_size (%u)",
+              d.max_partial_memory, (unsigned)d.max_message_size);
+    return DUCT_INVALID_ARGUMENT;
+  }
+  if (d.max_call_memory && d.max_call_memory < MIN_CALL_MEMORY) {
+    duct__log(&lg, DUCT_LOG_ERROR,
+              "duct_server_new: option max_call_memory = %zu is out of range; "
+              "accepted: 0 (4 x max_message_size) or at least %zu bytes",
+              d.max_call_memory, MIN_CALL_MEMORY);
+    return DUCT_INVALID_ARGUMENT;
+  }
+  if (!d.max_call_memory) {
+    d.max_call_memory = (size_t)d.max_message_size * CALL_MEMORY_FACTOR;
+    if (d.max_call_memory < MIN_CALL_MEMORY)
+      d.max_call_memory = MIN_CALL_MEMORY;
+  }
   duct_server *s = duct__calloc(1, sizeof *s);
   if (!s)
     return DUCT_RESOURCE_EXHAUSTED;
   s->t = t;
   s->o = d;
+  atomic_init(&s->partial.used, 0);
+  s->partial.limit = d.max_partial_memory;
+  s->call_memory = d.max_call_memory;
+  /* Room for one whole reply of the largest size a request may have, with
+   * its frame headers, and some: replies past it are refused up front. */
+  s->queue_cap = (size_t)d.max_message_size * 2 + 64u * 1024u;
   s->log.cb = d.log;
   s->log.user = d.log_user;
   duct__mutex_init(&s->mu);
@@ -579,7 +641,8 @@ duct_code duct_server_listen(duct_server *s, const char *address) {
       .workers = s->o.workers,
       .max_frame = DUCT__DEFAULT_MAX_FRAME,
       .max_connections = s->o.max_connections,
-      .send_timeout_ms = s->o.idle_timeout_ms,
+      .idle_timeout_ms = s->o.idle_timeout_ms,
+      .queue_cap = s->queue_cap,
       .allow_group = s->o.allow_group,
       .sddl = s->o.sddl,
       .null_dacl = s->o.null_dacl_i_understand_anyone_can_connect,
@@ -610,6 +673,24 @@ duct_code duct_server_start(duct_server *s) {
   return rc;
 }
 
+/* Stop, for each connection: one with no call running, nothing half
+ * received and no reply waiting to be read is told GOAWAY and closed now
+ * (never waiting on it); the others get the drain to finish. Touches only
+ * the duct__conn: its sconn belongs to the owner thread. */
+static void stop_idle(duct__conn *c, void *arg) {
+  duct_server *s = arg;
+  if (atomic_load(&c->in_call) || atomic_load(&c->partial_since) ||
+      atomic_load(&c->q_since))
+    return;
+  goaway_nowait(s, c, DUCT_UNAVAILABLE, "the server is stopping");
+  s->t->conn_close(c, DUCT_UNAVAILABLE, "the server is stopping");
+}
+
+static void count_queued(duct__conn *c, void *arg) {
+  if (atomic_load(&c->q_since))
+    ++*(int *)arg;
+}
+
 duct_code duct_server_stop(duct_server *s, int drain_ms) {
   if (!s)
     return DUCT_INVALID_ARGUMENT;
@@ -619,27 +700,45 @@ duct_code duct_server_stop(duct_server *s, int drain_ms) {
     s->stopped = 1;
     return DUCT_OK;
   }
-  s->t->listener_stop_accepting(s->l);
   int64_t until = duct__now_ms() + (drain_ms > 0 ? drain_ms : 0);
+  s->t->listener_stop_accepting(s->l);
+  /* Set `stopping`, then look at each connection's in_call: on_message
+   * does the opposite, so every call is either refused there or seen here
+   * (both sequentially consistent). No lock is held while saying GOAWAY,
+   * and the GOAWAY never waits for a peer. */
   atomic_store(&s->stopping, 1);
+  s->t->listener_each(s->l, stop_idle, s);
+
+  /* Calls in flight may finish until the drain ends... */
   duct__mutex_lock(&s->mu);
-  /* Idle connections go now; busy ones go after their reply (see
-   * on_message for why reading in_call after setting stopping is safe). */
-  for (sconn *sc = s->conns; sc; sc = sc->next) {
-    if (!atomic_load(&sc->in_call) && !atomic_load(&sc->partial_since)) {
-      send_text(sc, DUCT__GOAWAY, 0, 0, DUCT_UNAVAILABLE, "the server is stopping");
-      s->t->conn_close(sc->c);
-    }
-  }
   while (atomic_load(&s->inflight) > 0 && duct__now_ms() < until)
     duct__cond_wait(&s->cv, &s->mu, until);
-  int abandoned = atomic_load(&s->inflight);
   duct__mutex_unlock(&s->mu);
+  int abandoned = atomic_load(&s->inflight);
+  /* ...and their replies may be taken by their clients. Nothing signals
+   * an emptied queue to the server, so this looks every 10 ms, within the
+   * same drain. */
+  int queued = 0;
+  while (!abandoned) {
+    queued = 0;
+    s->t->listener_each(s->l, count_queued, &queued);
+    if (!queued || duct__now_ms() >= until)
+      break;
+    duct__mutex_lock(&s->mu);
+    int64_t next = duct__now_ms() + 10;
+    duct__cond_wait(&s->cv, &s->mu, next < until ? next : until);
+    duct__mutex_unlock(&s->mu);
+  }
   if (abandoned)
-    duct__log(&s->log, DUCT_LOG_WARN, "stop: %d call(s) still running after %d ms; closing",
-              abandoned, drain_ms);
-  /* Closes every connection (handlers still running finish first: the
-   * transport joins its workers) and frees the transport. */
+    duct__log(&s->log, DUCT_LOG_WARN,
+              "stop: %d call(s) still running after %d ms; closing their "
+              "connections (their handlers are waited for)", abandoned, drain_ms);
+  else if (queued)
+    duct__log(&s->log, DUCT_LOG_WARN,
+              "stop: %d client(s) had not read their replies after %d ms; closing",
+              queued, drain_ms);
+  /* Closes every connection and joins the workers: handlers still running
+   * finish first, nothing else waits on a peer. */
   s->t->listener_free(s->l);
   s->l = NULL;
   s->stopped = 1;

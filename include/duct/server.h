@@ -36,12 +36,18 @@ typedef duct_code (*duct_authorize_cb)(void *user, const duct_peer *peer,
 /* Server options. A zeroed struct (or NULL) means every default. */
 typedef struct duct_server_opts {
   int workers;               /* worker threads, 1..1024; 0: number of cores */
-  uint32_t max_connections;  /* 0: 1024; more are accepted and closed at once */
+  /* 0: 1024. At the limit the connection that has been idle longest (no
+   * call running, nothing half sent either way) is closed, with a GOAWAY
+   * saying why, to admit the new one; with none idle the new one is
+   * closed at once. */
+  uint32_t max_connections;
   /* Largest request, in bytes: 0 (4 MiB) or at least 1024; 1..1023 is
    * refused (nearly always KiB given as bytes). */
   uint32_t max_message_size;
-  /* A peer that sends part of a message (or a reply it does not read) and
-   * stalls this long is disconnected. 0: 10000. */
+  /* A peer that sends part of a message (or its HELLO) and stalls this
+   * long, or does not take a whole reply within this long, is
+   * disconnected. Replies never wait on a worker: what the peer does not
+   * read at once is queued on its connection. 0: 10000. */
   uint32_t idle_timeout_ms;
   duct_authorize_cb authorize; /* NULL: every local peer allowed */
   void *authorize_user;
@@ -57,6 +63,18 @@ typedef struct duct_server_opts {
   int null_dacl_i_understand_anyone_can_connect;
   /* Windows: accept clients from other machines (off: PIPE_REJECT_REMOTE_CLIENTS). */
   int allow_remote_clients;
+  /* Memory all connections together may hold in requests received in
+   * part (fragments of a message larger than one frame). A request that
+   * would pass it gets DUCT_RESOURCE_EXHAUSTED and a warning is logged;
+   * the connection stays. 0: 64 MiB; at least max_message_size. */
+  size_t max_partial_memory;
+  /* Memory one call may use to unpack its request and build its reply
+   * (protobuf-c can need far more than the message's size: a request of
+   * many tiny unknown fields). Past it the call gets
+   * DUCT_RESOURCE_EXHAUSTED and a warning is logged.
+   * 0: 4 x max_message_size, at least 1 MiB; a value under 1 MiB is
+   * refused. */
+  size_t max_call_memory;
 } duct_server_opts;
 
 /* Creates a server. DUCT_INVALID_ARGUMENT for an option out of range (one

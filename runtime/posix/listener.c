@@ -1,38 +1,38 @@
 /* The server side of the POSIX transport: an AF_UNIX SOCK_SEQPACKET
- * listening socket and `workers` threads sharing one epoll set.
+ * listening socket and `workers` threads sharing one epoll set. The
+ * connection lifecycle, the set, admission, timeouts and the send queue
+ * are runtime/conn.c's; this file arms, reads, writes and wakes.
  *
  * Threading. Every fd in the epoll set except the wake eventfd is armed
  * with EPOLLONESHOT, so an event is handed to exactly one worker and the
  * fd stays disarmed until that worker re-arms it with EPOLL_CTL_MOD:
  *   - a connection is re-armed only after message() returns, so one
  *     connection is served by one worker at a time (transport.h);
- *   - the timerfd is re-armed only after tick() returns, so there is
- *     exactly one tick at a time, from whichever worker is free;
+ *   - the timerfd is re-armed only after the tick, so there is exactly
+ *     one tick at a time, from whichever worker is free;
  *   - the listening socket is re-armed right after one accept4, so
  *     accepting is spread over the workers.
  * The wake eventfd is level-triggered and never read: once written (by
  * duct__listener_free) every worker sees it on its next epoll_wait.
  *
- * Lifetime of a connection. A duct__conn is refcounted. The listener's
- * list holds one reference from accept until closed() has returned; each
- * duct__conn_send and duct__conn_close holds one while it runs, so a
- * sender blocked in poll() on another thread never sees freed memory. The
- * fd is closed only when the last reference goes, so it cannot be reused
- * by another open() under a concurrent send or shutdown.
+ * Writing. A message is written with one non-blocking sendmsg; when the
+ * socket's buffer is full (a peer that reads slowly) it is queued
+ * (conn.c) and the owner re-arms for EPOLLOUT as well as EPOLLIN, so
+ * whichever worker gets the connection next writes what the peer has
+ * room for. Only the owner queues, so the re-arm that follows message()
+ * always sees the queue it must watch for. No worker ever waits for a
+ * peer.
  *
- * Closing. duct__conn_close (any thread) records why in close_req and
- * calls shutdown(SHUT_RDWR). The kernel then reports EPOLLIN|EPOLLHUP for
- * the fd: at once if it is armed, or on re-arm if a worker is in
- * message() (EPOLL_CTL_MOD re-checks readiness). The worker that gets the
- * event sees close_req and finishes the connection: it removes the fd
- * from epoll, calls closed() exactly once, and drops the list's
- * reference. A peer hang-up is seen the same way, as recv() returning 0
- * or failing. Nothing but the owning worker ever calls closed(), so it
- * cannot race with message(). */
+ * Closing. duct__conn_close (any thread) records the reason and calls
+ * shutdown(SHUT_RDWR). The kernel then reports EPOLLIN|EPOLLHUP for the
+ * fd: at once if it is armed, or on re-arm if a worker holds it
+ * (EPOLL_CTL_MOD re-checks readiness). The worker that gets the event
+ * ends the connection (conn.c reports closed() once). The fd is closed
+ * only when the last reference goes, so its number cannot be reused by a
+ * new connection under someone still holding the old one. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <poll.h>
-#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,27 +46,24 @@
 
 #include "posix.h"
 #include "sys.h"
-#include "transport.h"
 #include "runtime/alloc.h"
+#include "runtime/conn.h"
 
 #define TICK_MS 100
 /* Messages one worker reads from one connection before re-arming it, so a
  * chatty client cannot hold a worker while others wait. */
 #define READ_BUDGET 16
 
-/* What an epoll event's data.ptr points at: every source starts with its
- * kind, so the worker can tell them apart without a lookup. */
+/* What an epoll event's data.ptr points at: every source starts with (or,
+ * for a connection, holds) its kind, so the worker can tell them apart
+ * without a lookup. */
 enum src_kind { SRC_LISTEN = 1, SRC_WAKE, SRC_TIMER, SRC_CONN };
 
-/* Why a close was asked for; the first request wins. */
-enum close_reason { CLOSE_NONE = 0, CLOSE_LOCAL, CLOSE_STOPPING };
-
-struct duct__conn {
-  enum src_kind kind; /* SRC_CONN; first member */
+typedef struct pconn {
+  duct__conn base; /* first: conn.c's view of it */
+  enum src_kind kind; /* SRC_CONN; the epoll data points here */
   duct__listener *l;
   int fd;
-  atomic_int refs;
-  atomic_int close_req; /* enum close_reason */
   /* Held around each EPOLL_CTL_ADD/MOD that arms the fd, and taken (and
    * dropped) by the worker that receives the next event before it
    * touches the connection. The kernel already orders the two (the event
@@ -76,12 +73,8 @@ struct duct__conn {
    * edge that holds in the C memory model and that ThreadSanitizer can
    * see (it does not model EPOLL_CTL_MOD). Uncontended in practice. */
   duct__mutex arm_mu;
-  duct__mutex send_mu; /* serializes senders; one message per sendmsg */
-  void *state;         /* the core's, from open() */
-  duct_peer peer;
-  char user[24];
-  duct__conn *prev, *next; /* in l->conns, under l->mu */
-};
+  int grown; /* SO_SNDBUF was raised once for a large message */
+} pconn;
 
 typedef struct worker {
   duct__listener *l;
@@ -90,13 +83,12 @@ typedef struct worker {
 } worker;
 
 struct duct__listener {
-  duct__srv_cb cb;
-  void *core;
   duct__listen_opts o;
   char path[DUCT__POSIX_PATH_MAX];
   dev_t dev; /* the socket file we bound, to unlink only our own */
   ino_t ino;
   int sockbuf;
+  duct__conn_set set;
 
   int epfd;
   enum src_kind listen_src, wake_src, timer_src;
@@ -109,192 +101,114 @@ struct duct__listener {
   int lfd; /* -1 once stopped */
   int accept_paused; /* left disarmed after EMFILE; the tick re-arms */
 
-  /* mu guards the connection list, the count and `freeing`; cv is
-   * signalled when the count drops to 0 while freeing. */
-  duct__mutex mu;
-  duct__cond cv;
-  duct__conn *conns;
-  uint32_t nconns;    /* in the list */
-  uint32_t finishing; /* out of the list, closed() not yet returned */
-  int freeing;
-
   worker *w;
   int nstarted;
 };
 
-/* ---- connections ---- */
+/* ---- connections: what conn.c asks of this platform ---- */
 
-static void conn_ref(duct__conn *c) {
-  atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
-}
+static pconn *pc_of(duct__conn *c) { return (pconn *)(void *)c; }
 
-static void conn_unref(duct__conn *c) {
-  if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
-    return;
-  close(c->fd);
-  duct__mutex_destroy(&c->send_mu);
-  duct__mutex_destroy(&c->arm_mu);
-  duct__free(c);
-}
-
-/* Records a close request and wakes whoever owns the fd. shutdown on an
- * AF_UNIX socket marks both directions shut, which the kernel reports as
- * EPOLLIN|EPOLLRDHUP|EPOLLHUP, and makes a blocked send() fail with EPIPE. */
-static void request_close(duct__conn *c, int reason) {
-  int none = CLOSE_NONE;
-  atomic_compare_exchange_strong(&c->close_req, &none, reason);
-  shutdown(c->fd, SHUT_RDWR);
-}
-
-void duct__conn_close(duct__conn *c) {
-  conn_ref(c);
-  request_close(c, CLOSE_LOCAL);
-  conn_unref(c);
-}
-
-duct_code duct__conn_send(duct__conn *c, const duct__iov *iov, int n) {
+static int pc_try_write(duct__conn *c, const duct__iov *iov, int n, duct_code *err) {
+  pconn *pc = pc_of(c);
   struct iovec v[8];
-  if (n < 0 || n > 8)
-    return DUCT_INVALID_ARGUMENT;
+  if (n < 1 || n > 8) {
+    *err = DUCT_INVALID_ARGUMENT;
+    return -1;
+  }
+  size_t total = 0;
   for (int i = 0; i < n; i++) {
     v[i].iov_base = (void *)iov[i].base;
     v[i].iov_len = iov[i].len;
+    total += iov[i].len;
   }
   struct msghdr m;
   memset(&m, 0, sizeof m);
   m.msg_iov = v;
   m.msg_iovlen = (size_t)n;
-
-  size_t total = 0;
-  for (int i = 0; i < n; i++)
-    total += iov[i].len;
-  int grown = 0;
-
-  conn_ref(c);
-  duct__mutex_lock(&c->send_mu);
-  int64_t deadline = duct__now_ms() + c->l->o.send_timeout_ms;
-  duct_code rc = DUCT_OK;
   for (;;) {
-    if (atomic_load(&c->close_req) != CLOSE_NONE) {
-      rc = DUCT_UNAVAILABLE;
-      break;
-    }
-    /* One sendmsg is one SOCK_SEQPACKET message: it is queued whole or
-     * not at all, never partly. MSG_NOSIGNAL: a gone peer is EPIPE, not
-     * a SIGPIPE that would kill the user's process. */
-    if (sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
-      break;
+    /* One sendmsg is one SOCK_SEQPACKET message: queued whole or not at
+     * all, never partly. MSG_NOSIGNAL: a gone peer is EPIPE, not a
+     * SIGPIPE that would kill the user's process. */
+    if (sendmsg(pc->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
+      return 1;
     int e = errno;
     if (e == EINTR)
       continue;
-    if (e == EMSGSIZE && !grown) {
-      grown = 1;
-      if (duct__posix_grow_sndbuf(c->fd, total))
+    if (e == EMSGSIZE && !pc->grown) {
+      pc->grown = 1;
+      if (duct__posix_grow_sndbuf(pc->fd, total))
         continue;
     }
-    if (e == EAGAIN || e == EWOULDBLOCK) {
-      /* The peer is not reading and our send buffer is full. */
-      struct pollfd p = {.fd = c->fd, .events = POLLOUT};
-      int ms = duct__posix_poll_ms(deadline);
-      if (ms == 0) {
-        rc = DUCT_DEADLINE_EXCEEDED;
-        break;
-      }
-      if (poll(&p, 1, ms) < 0 && errno != EINTR) {
-        rc = duct__posix_code(errno);
-        break;
-      }
-      continue; /* writable, hung up, or timed out: sendmsg tells */
-    }
-    rc = duct__posix_code(e); /* EPIPE, ECONNRESET: UNAVAILABLE; EMSGSIZE */
-    break;
+    if (e == EAGAIN || e == EWOULDBLOCK)
+      return 0; /* the peer's side is full: conn.c queues it */
+    *err = duct__posix_code(e); /* EPIPE, ECONNRESET: UNAVAILABLE */
+    return -1;
   }
-  duct__mutex_unlock(&c->send_mu);
-  conn_unref(c);
-  return rc;
 }
 
-/* Under l->mu. */
-static void list_remove(duct__listener *l, duct__conn *c) {
-  if (c->prev)
-    c->prev->next = c->next;
-  else
-    l->conns = c->next;
-  if (c->next)
-    c->next->prev = c->prev;
-  c->prev = c->next = NULL;
-  l->nconns--;
+/* Only the owner queues (conn.h), and it re-arms for EPOLLOUT after
+ * message() when the queue is not empty: nothing to do now. */
+static void pc_want_write(duct__conn *c) { (void)c; }
+
+/* shutdown on an AF_UNIX socket marks both directions shut, which the
+ * kernel reports as EPOLLIN|EPOLLRDHUP|EPOLLHUP to whoever waits. */
+static void pc_abort(duct__conn *c) { shutdown(pc_of(c)->fd, SHUT_RDWR); }
+
+static void pc_destroy(duct__conn *c) {
+  pconn *pc = pc_of(c);
+  close(pc->fd);
+  duct__mutex_destroy(&pc->arm_mu);
+  duct__free(pc);
 }
 
-/* Under l->mu: tells duct__listener_free when the last connection is
- * done. */
-static void wake_freeing(duct__listener *l) {
-  if (l->freeing && l->nconns == 0 && l->finishing == 0)
-    duct__cond_broadcast(&l->cv);
-}
+static const duct__conn_io pconn_io = {pc_try_write, pc_want_write, pc_abort,
+                                       pc_destroy};
 
 /* The last word on a connection, only ever from the worker that holds its
- * event: out of epoll, closed() once, drop the list's reference. */
-static void conn_finish(duct__conn *c, duct_code why, const char *detail) {
-  duct__listener *l = c->l;
-  int reason = atomic_load(&c->close_req);
-  /* A close that was asked for explains the end better than the recv()
-   * result it caused (a local shutdown reads as end-of-file). */
-  if (reason == CLOSE_LOCAL) {
-    why = DUCT_CANCELLED;
-    detail = "connection closed by the server";
-  } else if (reason == CLOSE_STOPPING) {
-    why = DUCT_UNAVAILABLE;
-    detail = "the server is stopping";
-  }
-  epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-  /* Fail any sender still blocked on this connection right away. */
-  shutdown(c->fd, SHUT_RDWR);
-  /* The slot is free for a new client as soon as this one is out of the
-   * list; duct__listener_free also waits on `finishing`, so it returns
-   * only after the last closed() has. */
-  duct__mutex_lock(&l->mu);
-  list_remove(l, c);
-  l->finishing++;
-  duct__mutex_unlock(&l->mu);
-
-  l->cb.closed(c->state, why, detail);
-
-  duct__mutex_lock(&l->mu);
-  l->finishing--;
-  wake_freeing(l);
-  duct__mutex_unlock(&l->mu);
-  conn_unref(c);
+ * event: out of epoll, then conn.c reports closed() once. */
+static void conn_finish(pconn *pc, duct_code why, const char *detail) {
+  epoll_ctl(pc->l->epfd, EPOLL_CTL_DEL, pc->fd, NULL);
+  shutdown(pc->fd, SHUT_RDWR);
+  duct__conn_end(&pc->base, why, detail);
 }
 
-/* Arms c for its next event (op: EPOLL_CTL_ADD or MOD). On success the
- * connection may be in another worker's hands before this returns; on
- * failure it is still ours and is finished here. */
-static void conn_arm(duct__conn *c, int op) {
+/* Arms pc for its next event (op: EPOLL_CTL_ADD or MOD): readable always,
+ * writable too while messages are queued. On success the connection may
+ * be in another worker's hands before this returns; on failure it is
+ * still ours and is finished here. */
+static void conn_arm(pconn *pc, int op) {
   struct epoll_event ev;
   ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
-  ev.data.ptr = c;
-  duct__mutex_lock(&c->arm_mu);
-  int rc = epoll_ctl(c->l->epfd, op, c->fd, &ev);
+  if (duct__conn_has_queue(&pc->base))
+    ev.events |= EPOLLOUT;
+  ev.data.ptr = &pc->kind;
+  duct__mutex_lock(&pc->arm_mu);
+  int rc = epoll_ctl(pc->l->epfd, op, pc->fd, &ev);
   int e = errno;
-  duct__mutex_unlock(&c->arm_mu);
+  duct__mutex_unlock(&pc->arm_mu);
   if (rc != 0) {
     char sys[128], d[192];
     duct__posix_strerror(e, sys, sizeof sys);
     snprintf(d, sizeof d, "epoll_ctl: %s", sys);
-    conn_finish(c, DUCT_UNAVAILABLE, d);
+    conn_finish(pc, DUCT_UNAVAILABLE, d);
   }
 }
 
-/* Reads up to READ_BUDGET messages and hands each to message(). */
-static void conn_readable(worker *w, duct__conn *c) {
+/* One event for pc: writes what the peer has room for, then reads up to
+ * READ_BUDGET messages and hands each to message(). */
+static void conn_event(worker *w, pconn *pc, uint32_t events) {
   duct__listener *l = w->l;
   /* Wait out the arming thread's epoll_ctl (see arm_mu). */
-  duct__mutex_lock(&c->arm_mu);
-  duct__mutex_unlock(&c->arm_mu);
+  duct__mutex_lock(&pc->arm_mu);
+  duct__mutex_unlock(&pc->arm_mu);
+  if ((events & EPOLLOUT) && duct__conn_flush(&pc->base) < 0) {
+    conn_finish(pc, DUCT_UNAVAILABLE, "write failed");
+    return;
+  }
   for (int budget = READ_BUDGET; budget > 0; budget--) {
-    if (atomic_load(&c->close_req) != CLOSE_NONE) {
-      conn_finish(c, DUCT_CANCELLED, NULL);
+    if (duct__conn_closing(&pc->base)) {
+      conn_finish(pc, DUCT_CANCELLED, NULL);
       return;
     }
     struct iovec v = {.iov_base = w->buf, .iov_len = l->o.max_frame};
@@ -306,7 +220,7 @@ static void conn_readable(worker *w, duct__conn *c) {
      * it is longer than the buffer (Linux, AF_UNIX datagram and seqpacket
      * sockets); the excess is discarded by the kernel, so a too-large
      * message can only be refused, never read later. */
-    ssize_t n = recvmsg(c->fd, &m, MSG_TRUNC | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    ssize_t n = recvmsg(pc->fd, &m, MSG_TRUNC | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (n < 0) {
       int e = errno;
       if (e == EINTR) {
@@ -318,33 +232,36 @@ static void conn_readable(worker *w, duct__conn *c) {
       char sys[128], d[192];
       duct__posix_strerror(e, sys, sizeof sys);
       snprintf(d, sizeof d, "recv: %s", sys);
-      conn_finish(c, duct__posix_code(e), d);
+      conn_finish(pc, duct__posix_code(e), d);
       return;
     }
     if (n == 0) {
       /* End of file. A zero-length SOCK_SEQPACKET message would read the
        * same, but duct never sends one (a frame is at least 32 bytes), so
        * 0 is taken as the peer's orderly close. */
-      conn_finish(c, DUCT_OK, "the peer closed the connection");
+      conn_finish(pc, DUCT_OK, "the peer closed the connection");
       return;
     }
     if ((size_t)n > l->o.max_frame || (m.msg_flags & MSG_TRUNC)) {
       char d[128];
-      snprintf(d, sizeof d, "message of %zd bytes exceeds max_frame %lu", n,
+      snprintf(d, sizeof d, "a message of %zd bytes exceeds max_frame (%lu)", n,
                (unsigned long)l->o.max_frame);
-      conn_finish(c, DUCT_RESOURCE_EXHAUSTED, d);
+      if (l->set.cb.violation)
+        l->set.cb.violation(pc->base.state, DUCT_RESOURCE_EXHAUSTED, d);
+      conn_finish(pc, DUCT_RESOURCE_EXHAUSTED, d);
       return;
     }
-    int r = l->cb.message(c->state, w->buf, (size_t)n);
+    atomic_store(&pc->base.last_active, duct__now_ms());
+    int r = l->set.cb.message(pc->base.state, w->buf, (size_t)n);
     if (r < 0) {
-      conn_finish(c, DUCT_CANCELLED,
+      conn_finish(pc, DUCT_CANCELLED,
                   "the server closed the connection after a message");
       return;
     }
     if (r > 0)
       break; /* a reply went out: the next recvmsg would be EAGAIN */
   }
-  conn_arm(c, EPOLL_CTL_MOD);
+  conn_arm(pc, EPOLL_CTL_MOD);
 }
 
 /* ---- accepting ---- */
@@ -377,61 +294,36 @@ static void listener_readable(worker *w) {
   if (fd < 0)
     return; /* EAGAIN: another worker took it; the core is not involved */
 
-  duct__conn *c = duct__calloc(1, sizeof *c);
+  pconn *pc = duct__calloc(1, sizeof *pc);
   struct ucred cr;
   socklen_t crlen = sizeof cr;
-  if (!c || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) != 0) {
-    duct__free(c);
+  if (!pc || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) != 0) {
+    duct__free(pc);
     close(fd);
     return;
   }
-  c->kind = SRC_CONN;
-  c->l = l;
-  c->fd = fd;
-  atomic_init(&c->refs, 1);
-  atomic_init(&c->close_req, CLOSE_NONE);
-  duct__mutex_init(&c->send_mu);
-  duct__mutex_init(&c->arm_mu);
+  duct__conn_init(&pc->base, &l->set);
+  pc->kind = SRC_CONN;
+  pc->l = l;
+  pc->fd = fd;
+  duct__mutex_init(&pc->arm_mu);
   /* SO_PEERCRED is the peer's credentials at connect() time, which is
    * what a socket's authorization should be based on. */
-  snprintf(c->user, sizeof c->user, "%lu", (unsigned long)cr.uid);
-  c->peer.pid = (uint32_t)cr.pid;
-  c->peer.uid = (uint32_t)cr.uid;
-  c->peer.gid = (uint32_t)cr.gid;
-  c->peer.has_uid = 1;
-  c->peer.user = c->user;
+  duct_peer *p = &pc->base.peer;
+  snprintf(pc->base.user, sizeof pc->base.user, "%lu", (unsigned long)cr.uid);
+  p->pid = (uint32_t)cr.pid;
+  p->uid = (uint32_t)cr.uid;
+  p->gid = (uint32_t)cr.gid;
+  p->has_uid = 1;
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &l->sockbuf, sizeof l->sockbuf);
 
-  /* Into the list before open(), so duct__listener_free can close a
-   * connection whose open() is still running. */
-  duct__mutex_lock(&l->mu);
-  int refuse = l->freeing ||
-               (l->o.max_connections && l->nconns >= l->o.max_connections);
-  if (!refuse) {
-    c->next = l->conns;
-    if (l->conns)
-      l->conns->prev = c;
-    l->conns = c;
-    l->nconns++;
-  }
-  duct__mutex_unlock(&l->mu);
-  if (refuse) {
-    conn_unref(c); /* over the limit: the client sees end-of-file */
+  /* Refused (stopping, full of busy connections, or by the core): the
+   * client sees end-of-file. */
+  if (!duct__conn_admit(&pc->base)) {
+    duct__conn_unref(&pc->base);
     return;
   }
-
-  void *state = l->cb.open(l->core, c, &c->peer);
-  if (!state) {
-    /* Refused by the core: gone without closed(). */
-    duct__mutex_lock(&l->mu);
-    list_remove(l, c);
-    wake_freeing(l);
-    duct__mutex_unlock(&l->mu);
-    conn_unref(c);
-    return;
-  }
-  c->state = state;
-  conn_arm(c, EPOLL_CTL_ADD);
+  conn_arm(pc, EPOLL_CTL_ADD);
 }
 
 /* ---- workers ---- */
@@ -444,8 +336,8 @@ static void tick_due(duct__listener *l) {
   duct__mutex_lock(&l->tick_mu);
   /* Reading clears the timerfd; EAGAIN (nothing due) cannot happen after
    * a oneshot event but is harmless. */
-  if (read(l->timerfd, &expirations, sizeof expirations) > 0 && l->cb.tick)
-    l->cb.tick(l->core);
+  if (read(l->timerfd, &expirations, sizeof expirations) > 0)
+    duct__conn_set_tick(&l->set);
   duct__mutex_lock(&l->accept_mu);
   if (l->accept_paused && l->lfd >= 0)
     arm_listener(l);
@@ -478,7 +370,7 @@ static void worker_main(void *arg) {
       listener_readable(w);
       break;
     case SRC_CONN:
-      conn_readable(w, (duct__conn *)(void *)k);
+      conn_event(w, (pconn *)(void *)((char *)k - offsetof(pconn, kind)), ev.events);
       break;
     }
   }
@@ -551,10 +443,10 @@ duct_code duct__listen(const char *address, const duct__listen_opts *o,
   duct__listener *l = duct__calloc(1, sizeof *l);
   if (!l)
     return duct__posix_failf(err, DUCT_RESOURCE_EXHAUSTED, "out of memory");
-  l->cb = *cb;
-  l->core = core;
   l->o = *o;
   l->o.sddl = NULL; /* borrowed pointers are not kept */
+  duct__conn_set_opts so = {o->max_connections, o->idle_timeout_ms, o->queue_cap};
+  duct__conn_set_init(&l->set, &pconn_io, cb, core, &so);
   l->lfd = l->epfd = l->wakefd = l->timerfd = -1;
   l->listen_src = SRC_LISTEN;
   l->wake_src = SRC_WAKE;
@@ -562,8 +454,6 @@ duct_code duct__listen(const char *address, const duct__listen_opts *o,
   l->sockbuf = duct__posix_sockbuf(o->max_frame);
   duct__mutex_init(&l->accept_mu);
   duct__mutex_init(&l->tick_mu);
-  duct__mutex_init(&l->mu);
-  duct__cond_init(&l->cv);
 
   duct_code rc = duct__posix_resolve(address, l->path, dir, &is_name, err);
   if (rc == DUCT_OK)
@@ -629,21 +519,24 @@ fail:
 }
 
 duct_code duct__listener_start(duct__listener *l) {
-  l->w = duct__calloc((size_t)l->o.workers, sizeof *l->w);
-  if (!l->w)
+  /* May be called again after a failure: what exists is kept, and only
+   * the missing buffers and threads are made. */
+  if (!l->w && !(l->w = duct__calloc((size_t)l->o.workers, sizeof *l->w)))
     return DUCT_RESOURCE_EXHAUSTED;
   for (int i = 0; i < l->o.workers; i++) {
     l->w[i].l = l;
-    l->w[i].buf = duct__malloc(l->o.max_frame);
-    if (!l->w[i].buf)
+    if (!l->w[i].buf && !(l->w[i].buf = duct__malloc(l->o.max_frame)))
       return DUCT_RESOURCE_EXHAUSTED; /* listener_free cleans up */
   }
-  struct itimerspec its = {
-      .it_interval = {.tv_sec = 0, .tv_nsec = TICK_MS * 1000000L},
-      .it_value = {.tv_sec = 0, .tv_nsec = TICK_MS * 1000000L}};
-  timerfd_settime(l->timerfd, 0, &its, NULL);
-  for (int i = 0; i < l->o.workers; i++) {
-    if (duct__thread_start(&l->w[i].thread, worker_main, &l->w[i]) != DUCT_OK)
+  if (l->nstarted == 0) {
+    struct itimerspec its = {
+        .it_interval = {.tv_sec = 0, .tv_nsec = TICK_MS * 1000000L},
+        .it_value = {.tv_sec = 0, .tv_nsec = TICK_MS * 1000000L}};
+    timerfd_settime(l->timerfd, 0, &its, NULL);
+  }
+  while (l->nstarted < l->o.workers) {
+    if (duct__thread_start(&l->w[l->nstarted].thread, worker_main,
+                           &l->w[l->nstarted]) != DUCT_OK)
       return DUCT_RESOURCE_EXHAUSTED; /* the started ones run until free */
     l->nstarted++;
   }
@@ -675,20 +568,19 @@ void duct__listener_stop_accepting(duct__listener *l) {
   duct__mutex_unlock(&l->accept_mu);
 }
 
+void duct__listener_each(duct__listener *l, void (*fn)(duct__conn *c, void *arg),
+                         void *arg) {
+  duct__conn_set_each(&l->set, fn, arg);
+}
+
 void duct__listener_free(duct__listener *l) {
   if (!l)
     return;
   duct__listener_stop_accepting(l);
 
-  duct__mutex_lock(&l->mu);
-  l->freeing = 1;
-  for (duct__conn *c = l->conns; c; c = c->next)
-    request_close(c, CLOSE_STOPPING);
-  /* The workers deliver closed() for each; wait for the last. Without
-   * workers there can be no connections (only workers accept). */
-  while ((l->nconns > 0 || l->finishing > 0) && l->nstarted > 0)
-    duct__cond_wait(&l->cv, &l->mu, -1);
-  duct__mutex_unlock(&l->mu);
+  /* The workers end each connection (closed() for each) and this waits
+   * for the last; without workers there can be none (only they accept). */
+  duct__conn_set_close_all(&l->set, l->nstarted > 0);
 
   if (l->nstarted > 0) {
     uint64_t one = 1;
@@ -708,8 +600,7 @@ void duct__listener_free(duct__listener *l) {
     close(l->wakefd);
   if (l->timerfd >= 0)
     close(l->timerfd);
-  duct__cond_destroy(&l->cv);
-  duct__mutex_destroy(&l->mu);
+  duct__conn_set_destroy(&l->set);
   duct__mutex_destroy(&l->accept_mu);
   duct__mutex_destroy(&l->tick_mu);
   duct__free(l);

@@ -1,5 +1,5 @@
 /* The Windows transport's operations table (runtime/transport.h). */
-#include "runtime/transport.h"
+#include "runtime/conn.h"
 
 const duct__transport_ops duct__platform_transport = {
     .name = "win",
@@ -7,9 +7,11 @@ const duct__transport_ops duct__platform_transport = {
     .listener_start = duct__listener_start,
     .listener_stop_accepting = duct__listener_stop_accepting,
     .listener_free = duct__listener_free,
+    .listener_each = duct__listener_each,
     .conn_send = duct__conn_send,
+    .conn_send_nowait = duct__conn_send_nowait,
     .conn_close = duct__conn_close,
-    .link_open = duct__link_open,
+    .link_open = duct__link_open_opts,
     .link_send = duct__link_send,
     .link_recv = duct__link_recv,
     .link_transact = duct__link_transact,

@@ -1,7 +1,9 @@
 /* duct-probe-server: the helper process of the end-to-end tests.
  *   duct-probe-server ADDRESS [--max-message N] [--idle-ms N] [--workers N]
+ *       [--max-connections N] [--max-partial BYTES] [--max-call-memory BYTES]
+ *       [--drain-ms N]
  *     serves duct.test.Probe until its Shutdown method is called, then
- *     stops with a 5 s drain and exits 0; exit 2 if it cannot listen, 3 if
+ *     stops with a drain of --drain-ms (5000) and exits 0; exit 2 if it cannot listen, 3 if
  *     duct did not free all its memory (counted through duct_set_allocator).
  *   duct-probe-server --client ADDRESS MS
  *     calls Sleep(MS) on ADDRESS and exits 0 (a client to kill mid-call). */
@@ -179,13 +181,24 @@ int main(int argc, char **argv) {
   if (argc == 4 && !strcmp(argv[1], "--client"))
     return run_client(argv[2], (unsigned)atoi(argv[3]));
   if (argc < 2 || argc % 2 != 0) {
-    fprintf(stderr, "usage: %s ADDRESS [--max-message N] [--idle-ms N] [--workers N]\n", argv[0]);
+    fprintf(stderr, "usage: %s ADDRESS [--max-message N] [--idle-ms N] [--workers N]\n"
+                    "  [--max-connections N] [--max-partial BYTES] [--max-call-memory BYTES]\n"
+                    "  [--drain-ms N]\n", argv[0]);
     return 64;
   }
   duct_server_opts o = {.authorize = authorize, .workers = 4};
+  int drain_ms = 5000;
   for (int i = 2; i + 1 < argc; i += 2) {
     unsigned v = (unsigned)atoi(argv[i + 1]);
-    if (!strcmp(argv[i], "--max-message"))
+    if (!strcmp(argv[i], "--max-connections"))
+      o.max_connections = v;
+    else if (!strcmp(argv[i], "--max-partial"))
+      o.max_partial_memory = v;
+    else if (!strcmp(argv[i], "--max-call-memory"))
+      o.max_call_memory = v;
+    else if (!strcmp(argv[i], "--drain-ms"))
+      drain_ms = (int)v;
+    else if (!strcmp(argv[i], "--max-message"))
       o.max_message_size = v;
     else if (!strcmp(argv[i], "--idle-ms"))
       o.idle_timeout_ms = v;
@@ -209,7 +222,7 @@ int main(int argc, char **argv) {
   while (!shutdown_requested)
     duct__cond_wait(&cv, &mu, -1);
   duct__mutex_unlock(&mu);
-  rc = duct_server_stop(s, 5000);
+  rc = duct_server_stop(s, drain_ms);
   duct_server_free(s);
   /* Every block duct allocated is back: a leak fails the test that
    * stopped this server (it expects exit code 0), on every platform. */

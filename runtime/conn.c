@@ -1,0 +1,458 @@
+/* runtime/conn.c - the shared connection lifecycle (conn.h). */
+#include "runtime/conn.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "runtime/alloc.h"
+
+/* A queued message: its bytes follow the header. */
+struct duct__qnode {
+  duct__qnode *next;
+  size_t len, cap;
+};
+
+static uint8_t *qdata(duct__qnode *q) { return (uint8_t *)(q + 1); }
+
+void duct__conn_set_init(duct__conn_set *s, const duct__conn_io *io,
+                         const duct__srv_cb *cb, void *core,
+                         const duct__conn_set_opts *o) {
+  memset(s, 0, sizeof *s);
+  s->io = io;
+  s->cb = *cb;
+  s->core = core;
+  s->o = *o;
+  duct__mutex_init(&s->mu);
+  duct__cond_init(&s->cv);
+}
+
+void duct__conn_set_destroy(duct__conn_set *s) {
+  duct__cond_destroy(&s->cv);
+  duct__mutex_destroy(&s->mu);
+}
+
+void duct__conn_init(duct__conn *c, duct__conn_set *set) {
+  c->set = set;
+  atomic_init(&c->refs, 1);
+  atomic_init(&c->close_code, 0);
+  atomic_init(&c->ended, 0);
+  int64_t now = duct__now_ms();
+  atomic_init(&c->last_active, now);
+  /* Waiting for HELLO counts as a partial message for the idle timeout. */
+  atomic_init(&c->partial_since, now);
+  atomic_init(&c->in_call, 0);
+  atomic_init(&c->q_since, 0);
+  c->peer.user = c->user;
+  duct__mutex_init(&c->mu);
+}
+
+void duct__conn_ref(duct__conn *c) {
+  atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+}
+
+static void free_nodes(duct__qnode *q) {
+  while (q) {
+    duct__qnode *next = q->next;
+    duct__free(q);
+    q = next;
+  }
+}
+
+void duct__conn_unref(duct__conn *c) {
+  if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+    return;
+  free_nodes(c->qhead);
+  free_nodes(c->spare);
+  duct__mutex_destroy(&c->mu);
+  c->set->io->destroy(c);
+}
+
+/* ---- closing ---- */
+
+/* Records the first reason; returns 1 for the caller that set it. */
+static int set_reason(duct__conn *c, duct_code code, const char *detail) {
+  int none = 0;
+  duct__mutex_lock(&c->mu);
+  int won = atomic_compare_exchange_strong(&c->close_code, &none, (int)code + 1);
+  if (won)
+    snprintf(c->close_detail, sizeof c->close_detail, "%s", detail ? detail : "");
+  duct__mutex_unlock(&c->mu);
+  return won;
+}
+
+void duct__conn_close(duct__conn *c, duct_code code, const char *detail) {
+  set_reason(c, code, detail);
+  c->set->io->abort(c);
+}
+
+int duct__conn_closing(const duct__conn *c) { return atomic_load(&c->close_code) != 0; }
+
+/* Under s->mu: wakes duct__conn_set_close_all after the last one. */
+static void wake_freeing(duct__conn_set *s) {
+  if (s->freeing && s->n == 0 && s->finishing == 0)
+    duct__cond_broadcast(&s->cv);
+}
+
+static void list_remove(duct__conn_set *s, duct__conn *c) {
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    s->head = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  c->prev = c->next = NULL;
+  s->n--;
+}
+
+void duct__conn_end(duct__conn *c, duct_code why, const char *detail) {
+  duct__conn_set *s = c->set;
+  set_reason(c, why, detail);
+  /* closed() exactly once, whoever gets here first. */
+  if (atomic_exchange(&c->ended, 1))
+    return;
+  duct__mutex_lock(&s->mu);
+  list_remove(s, c);
+  s->finishing++;
+  duct__mutex_unlock(&s->mu);
+
+  /* The detail was written before close_code became visible to us (both
+   * under c->mu), and is never written again. */
+  duct__mutex_lock(&c->mu);
+  duct_code code = (duct_code)(atomic_load(&c->close_code) - 1);
+  char text[sizeof c->close_detail];
+  memcpy(text, c->close_detail, sizeof text);
+  duct__mutex_unlock(&c->mu);
+  s->cb.closed(c->state, code, text[0] ? text : NULL);
+
+  duct__mutex_lock(&s->mu);
+  s->finishing--;
+  wake_freeing(s);
+  duct__mutex_unlock(&s->mu);
+  duct__conn_unref(c);
+}
+
+/* ---- admission ---- */
+
+static int idle(duct__conn *c) {
+  return !atomic_load(&c->close_code) && !atomic_load(&c->in_call) &&
+         !atomic_load(&c->partial_since) && !atomic_load(&c->q_since);
+}
+
+int duct__conn_admit(duct__conn *c) {
+  duct__conn_set *s = c->set;
+  duct__conn *victim = NULL;
+  duct__mutex_lock(&s->mu);
+  if (s->freeing) {
+    duct__mutex_unlock(&s->mu);
+    return 0;
+  }
+  if (s->o.max_connections && s->n >= s->o.max_connections) {
+    /* Full: the connection that has been idle longest makes room. One
+     * with a call running, a message half received or a reply still
+     * queued is never chosen. */
+    /* The list is newest first, so `<=` settles a tie on the clock's
+     * millisecond in favour of the older connection. */
+    for (duct__conn *o = s->head; o; o = o->next)
+      if (idle(o) && (!victim || atomic_load(&o->last_active) <=
+                                     atomic_load(&victim->last_active)))
+        victim = o;
+    if (!victim) {
+      duct__mutex_unlock(&s->mu);
+      return 0;
+    }
+    duct__conn_ref(victim);
+  }
+  /* Into the list before open(), so close_all can reach a connection
+   * whose open() is still running. The victim still counts until its
+   * owner ends it, so the set may briefly hold one more than the cap. */
+  c->next = s->head;
+  if (s->head)
+    s->head->prev = c;
+  s->head = c;
+  s->n++;
+  duct__mutex_unlock(&s->mu);
+
+  if (victim) {
+    char d[128];
+    int64_t quiet = duct__now_ms() - atomic_load(&victim->last_active);
+    snprintf(d, sizeof d,
+             "max_connections (%u) reached: closed the longest-idle connection "
+             "(idle %lld ms) to admit a new one",
+             (unsigned)s->o.max_connections, (long long)quiet);
+    if (s->cb.evict)
+      s->cb.evict(victim->state, d);
+    duct__conn_close(victim, DUCT_RESOURCE_EXHAUSTED, d);
+    duct__conn_unref(victim);
+  }
+
+  c->state = s->cb.open(s->core, c, &c->peer);
+  if (!c->state) {
+    /* Refused by the core: gone without closed(). */
+    atomic_store(&c->ended, 1);
+    duct__mutex_lock(&s->mu);
+    list_remove(s, c);
+    wake_freeing(s);
+    duct__mutex_unlock(&s->mu);
+    return 0;
+  }
+  return 1;
+}
+
+/* ---- sending ---- */
+
+static size_t iov_len(const duct__iov *iov, int n) {
+  size_t len = 0;
+  for (int i = 0; i < n; i++)
+    len += iov[i].len;
+  return len;
+}
+
+/* Under c->mu. A node big enough for len: the spare one kept from an
+ * earlier message if it fits (a steady stream of replies allocates
+ * nothing), else a new one. */
+static duct__qnode *take_node(duct__conn *c, size_t len) {
+  duct__qnode **pp = &c->spare;
+  for (duct__qnode *q = c->spare; q; pp = &q->next, q = q->next) {
+    if (q->cap >= len) {
+      *pp = q->next;
+      q->next = NULL;
+      return q;
+    }
+  }
+  duct__qnode *q = duct__malloc(sizeof *q + (len ? len : 1));
+  if (q) {
+    q->cap = len;
+    q->next = NULL;
+  }
+  return q;
+}
+
+/* Under c->mu: a written node goes to the spares; only a few are kept. */
+static void drop_head(duct__conn *c) {
+  duct__qnode *q = c->qhead;
+  c->qhead = q->next;
+  if (!c->qhead)
+    c->qtail = NULL;
+  c->queued -= q->len;
+  int spares = 0;
+  for (duct__qnode *p = c->spare; p; p = p->next)
+    spares++;
+  if (spares < 4) {
+    q->next = c->spare;
+    c->spare = q;
+  } else {
+    duct__free(q);
+  }
+  if (!c->qhead)
+    atomic_store(&c->q_since, 0);
+}
+
+duct_code duct__conn_send(duct__conn *c, const duct__iov *iov, int n) {
+  const duct__conn_io *io = c->set->io;
+  size_t len = iov_len(iov, n);
+  duct_code err = DUCT_OK;
+  duct__mutex_lock(&c->mu);
+  if (atomic_load(&c->close_code)) {
+    duct__mutex_unlock(&c->mu);
+    return DUCT_UNAVAILABLE;
+  }
+  if (!c->qhead && !c->writing && io->try_write) {
+    int r = io->try_write(c, iov, n, &err);
+    if (r != 0) {
+      duct__mutex_unlock(&c->mu);
+      if (r > 0) {
+        atomic_store(&c->last_active, duct__now_ms());
+        return DUCT_OK;
+      }
+      duct__conn_close(c, err, "write failed");
+      return err;
+    }
+  }
+  if (len > c->set->o.queue_cap - c->queued || len > c->set->o.queue_cap) {
+    size_t queued = c->queued;
+    duct__mutex_unlock(&c->mu);
+    char d[160];
+    snprintf(d, sizeof d,
+             "the peer does not read: %zu bytes queued, %zu more would pass the "
+             "cap of %zu",
+             queued, len, c->set->o.queue_cap);
+    duct__conn_close(c, DUCT_RESOURCE_EXHAUSTED, d);
+    return DUCT_RESOURCE_EXHAUSTED;
+  }
+  duct__qnode *q = take_node(c, len);
+  if (!q) {
+    duct__mutex_unlock(&c->mu);
+    duct__conn_close(c, DUCT_RESOURCE_EXHAUSTED, "out of memory queueing a message");
+    return DUCT_RESOURCE_EXHAUSTED;
+  }
+  size_t off = 0;
+  for (int i = 0; i < n; i++) {
+    if (iov[i].len)
+      memcpy(qdata(q) + off, iov[i].base, iov[i].len);
+    off += iov[i].len;
+  }
+  q->len = len;
+  int was_empty = !c->qhead;
+  if (c->qtail)
+    c->qtail->next = q;
+  else
+    c->qhead = q;
+  c->qtail = q;
+  c->queued += len;
+  if (was_empty) {
+    atomic_store(&c->q_since, duct__now_ms());
+    if (!c->writing)
+      io->want_write(c);
+  }
+  duct__mutex_unlock(&c->mu);
+  return DUCT_OK;
+}
+
+void duct__conn_send_nowait(duct__conn *c, const duct__iov *iov, int n) {
+  const duct__conn_io *io = c->set->io;
+  duct_code err;
+  duct__mutex_lock(&c->mu);
+  if (!atomic_load(&c->close_code) && !c->qhead && !c->writing) {
+    if (io->try_write) {
+      io->try_write(c, iov, n, &err);
+      duct__mutex_unlock(&c->mu);
+      return;
+    }
+  }
+  duct__mutex_unlock(&c->mu);
+  /* Without try_write (Windows) any thread may queue: the write completes
+   * through the port, whoever owns the read side. */
+  if (!io->try_write)
+    duct__conn_send(c, iov, n);
+}
+
+int duct__conn_flush(duct__conn *c) {
+  const duct__conn_io *io = c->set->io;
+  duct__mutex_lock(&c->mu);
+  while (c->qhead) {
+    duct__iov v = {qdata(c->qhead), c->qhead->len};
+    duct_code err = DUCT_OK;
+    int r = io->try_write(c, &v, 1, &err);
+    if (r == 0)
+      break;
+    if (r < 0) {
+      duct__mutex_unlock(&c->mu);
+      duct__conn_close(c, err, "write failed");
+      return -1;
+    }
+    drop_head(c);
+    atomic_store(&c->last_active, duct__now_ms());
+  }
+  int empty = !c->qhead;
+  duct__mutex_unlock(&c->mu);
+  return empty;
+}
+
+int duct__conn_has_queue(duct__conn *c) {
+  duct__mutex_lock(&c->mu);
+  int r = c->qhead != NULL;
+  duct__mutex_unlock(&c->mu);
+  return r;
+}
+
+const uint8_t *duct__conn_head(duct__conn *c, size_t *len) {
+  if (!c->qhead)
+    return NULL;
+  *len = c->qhead->len;
+  return qdata(c->qhead);
+}
+
+void duct__conn_wrote(duct__conn *c, int ok) {
+  duct__mutex_lock(&c->mu);
+  c->writing = 0;
+  if (c->qhead) {
+    if (ok) {
+      drop_head(c);
+      atomic_store(&c->last_active, duct__now_ms());
+    }
+    if (ok && c->qhead && !atomic_load(&c->close_code))
+      c->set->io->want_write(c);
+  }
+  duct__mutex_unlock(&c->mu);
+  if (!ok)
+    duct__conn_close(c, DUCT_UNAVAILABLE, "write failed");
+}
+
+/* ---- timeouts and the whole set ---- */
+
+typedef struct tick_arg {
+  int64_t now, limit;
+} tick_arg;
+
+static void tick_one(duct__conn *c, void *arg) {
+  const tick_arg *t = arg;
+  char d[160];
+  int64_t since = atomic_load(&c->partial_since);
+  /* The exchange fails if the message completed meanwhile, so a call that
+   * has just started is never cut off. */
+  if (since && t->now - since > t->limit &&
+      atomic_compare_exchange_strong(&c->partial_since, &since, 0)) {
+    snprintf(d, sizeof d, "a message (or the HELLO) stalled for over %lld ms",
+             (long long)t->limit);
+    duct__conn_close(c, DUCT_DEADLINE_EXCEEDED, d);
+    return;
+  }
+  since = atomic_load(&c->q_since);
+  if (since && t->now - since > t->limit) {
+    snprintf(d, sizeof d, "the peer did not take its reply within %lld ms",
+             (long long)t->limit);
+    duct__conn_close(c, DUCT_DEADLINE_EXCEEDED, d);
+  }
+}
+
+void duct__conn_set_tick(duct__conn_set *s) {
+  tick_arg t = {duct__now_ms(), s->o.idle_timeout_ms};
+  /* Under the set's lock: closing only records a reason and wakes the
+   * owner (no I/O, no call into the core), and nothing is allocated, so a
+   * tick works even when memory does not. */
+  duct__mutex_lock(&s->mu);
+  for (duct__conn *c = s->head; c && t.limit > 0; c = c->next)
+    tick_one(c, &t);
+  duct__mutex_unlock(&s->mu);
+  if (s->cb.tick)
+    s->cb.tick(s->core);
+}
+
+void duct__conn_set_each(duct__conn_set *s, void (*fn)(duct__conn *c, void *arg),
+                         void *arg) {
+  /* A snapshot with references, so fn runs with no lock held. Without
+   * memory for the snapshot, fn runs under the lock instead (it must then
+   * not call back into the set; the server's use, a best-effort GOAWAY,
+   * does not). */
+  duct__mutex_lock(&s->mu);
+  size_t n = s->n, k = 0;
+  duct__conn **all = n ? duct__malloc(n * sizeof *all) : NULL;
+  if (!all) {
+    for (duct__conn *c = s->head; c; c = c->next)
+      fn(c, arg);
+    duct__mutex_unlock(&s->mu);
+    return;
+  }
+  for (duct__conn *c = s->head; c && k < n; c = c->next) {
+    duct__conn_ref(c);
+    all[k++] = c;
+  }
+  duct__mutex_unlock(&s->mu);
+  for (size_t i = 0; i < k; i++) {
+    fn(all[i], arg);
+    duct__conn_unref(all[i]);
+  }
+  duct__free(all);
+}
+
+void duct__conn_set_close_all(duct__conn_set *s, int owners_run) {
+  duct__mutex_lock(&s->mu);
+  s->freeing = 1;
+  for (duct__conn *c = s->head; c; c = c->next)
+    duct__conn_close(c, DUCT_UNAVAILABLE, "the server is stopping");
+  /* The owners deliver closed() for each; wait for the last. Without
+   * owner threads there can be no connections (only they accept). */
+  while (owners_run && (s->n > 0 || s->finishing > 0))
+    duct__cond_wait(&s->cv, &s->mu, -1);
+  duct__mutex_unlock(&s->mu);
+}

@@ -1,0 +1,174 @@
+/* runtime/conn.h - one server connection lifecycle for every transport.
+ *
+ * A platform's connection (runtime/posix/listener.c, runtime/win/server.c,
+ * a test's fake) embeds struct duct__conn as its first member and keeps
+ * only what differs between systems: arming a read, completing it,
+ * writing one message, waking its owner, freeing the descriptor. What
+ * every transport needs once and the same way lives here:
+ *
+ *  - a reference count; the platform's memory is freed by io->destroy
+ *    when the last reference goes;
+ *  - the close reason, set once (the first duct__conn_close or end wins,
+ *    by compare-and-swap), and closed() reported to the core exactly once
+ *    (duct__conn_end);
+ *  - the connection set: the list, admission at max_connections (the
+ *    longest-idle connection makes room), the idle clock, and the tick
+ *    that disconnects peers that stall a message or leave a reply unread;
+ *  - the send queue. No send ever waits for a peer: a message that cannot
+ *    be written at once is copied to the connection's queue and written as
+ *    the peer drains it (EPOLLOUT / an overlapped WriteFile completion). A
+ *    queue has a byte cap, and what it holds has one deadline: a peer that
+ *    does not take it within the idle timeout is disconnected.
+ *
+ * Locks: set->mu guards the list and the counts; c->mu guards the queue
+ * and the close detail. set->mu may be held while taking c->mu, never the
+ * other way round. No lock is held across a call into the core. */
+#ifndef DUCT_RUNTIME_CONN_H
+#define DUCT_RUNTIME_CONN_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runtime/sys.h"
+#include "runtime/transport.h"
+
+typedef struct duct__conn_set duct__conn_set;
+typedef struct duct__qnode duct__qnode;
+
+/* What the shared code needs from a platform. */
+typedef struct duct__conn_io {
+  /* Writes one whole message now, without waiting: 1 written, 0 it would
+   * block (nothing written), -1 failed (*err says how). May be NULL: every
+   * message then goes through the queue and want_write. */
+  int (*try_write)(duct__conn *c, const duct__iov *iov, int n, duct_code *err);
+  /* The queue just became non-empty (c->mu held): arrange for
+   * duct__conn_flush (POSIX: watch for writability once the owner
+   * re-arms) or write the queue's head (Windows: an overlapped WriteFile
+   * whose completion calls duct__conn_wrote). */
+  void (*want_write)(duct__conn *c);
+  /* Wakes whoever owns the connection so that it ends it (shutdown(2),
+   * CancelIoEx). Any thread, any number of times. */
+  void (*abort)(duct__conn *c);
+  /* Frees the platform's connection: the last reference is gone. */
+  void (*destroy)(duct__conn *c);
+} duct__conn_io;
+
+struct duct__conn {
+  duct__conn_set *set;
+  atomic_int refs;
+  /* 0 while open; 1 + the duct_code that ended it, set once. */
+  atomic_int close_code;
+  atomic_int ended; /* closed() reported */
+  void *state;      /* the core's, from open() */
+  duct_peer peer;
+  char user[192];
+  duct__conn *prev, *next; /* in set->head, under set->mu */
+
+  /* The idle clock. last_active: the last message in or out. partial_since:
+   * when the message being received (or the wait for HELLO) began, 0 when
+   * none. in_call: the core is running a call for it. All written by the
+   * connection's owner and the core, read by the tick and admission. */
+  _Atomic int64_t last_active;
+  _Atomic int64_t partial_since;
+  atomic_int in_call;
+
+  duct__mutex mu;           /* the queue and close_detail */
+  char close_detail[192];   /* why it ended, for closed() */
+  duct__qnode *qhead, *qtail, *spare;
+  size_t queued;            /* bytes in the queue */
+  _Atomic int64_t q_since;  /* when the queue became non-empty; 0 if empty */
+  int writing;              /* the platform is writing the head (Windows) */
+};
+
+typedef struct duct__conn_set_opts {
+  uint32_t max_connections; /* 0: no limit */
+  /* A message that stalls half way, a HELLO that does not come and a
+   * queue that is not drained are each given this long. */
+  uint32_t idle_timeout_ms;
+  size_t queue_cap;         /* bytes a connection may have queued */
+} duct__conn_set_opts;
+
+struct duct__conn_set {
+  const duct__conn_io *io;
+  duct__srv_cb cb;
+  void *core;
+  duct__conn_set_opts o;
+  duct__mutex mu;
+  duct__cond cv;     /* the last connection finished while freeing */
+  duct__conn *head;
+  uint32_t n;        /* in the list */
+  uint32_t finishing; /* out of the list, closed() not yet returned */
+  int freeing;
+};
+
+void duct__conn_set_init(duct__conn_set *s, const duct__conn_io *io,
+                         const duct__srv_cb *cb, void *core,
+                         const duct__conn_set_opts *o);
+void duct__conn_set_destroy(duct__conn_set *s);
+
+/* Sets up c (refs = 1: the set's) for a new connection of `set`. The
+ * platform fills peer (user points at c->user) before duct__conn_admit. */
+void duct__conn_init(duct__conn *c, duct__conn_set *set);
+
+/* Adds c to the set and asks the core to open() it. At max_connections
+ * the longest-idle connection (no call, no partial message, nothing
+ * queued) is closed to make room; with none idle, c is refused. Returns 1
+ * when c is open (arm its first read), 0 when it was refused (the caller
+ * drops its reference; no closed() is owed). */
+int duct__conn_admit(duct__conn *c);
+
+void duct__conn_ref(duct__conn *c);
+void duct__conn_unref(duct__conn *c);
+
+/* Asks for c to be closed with reason `code` (the first reason stands) and
+ * wakes its owner. Any thread, any time before closed() has returned. */
+void duct__conn_close(duct__conn *c, duct_code code, const char *detail);
+/* 1 once a close was asked for or the connection ended. */
+int duct__conn_closing(const duct__conn *c);
+
+/* The platform's owner ends c (peer gone, read error, or after a close was
+ * asked for): takes it out of the set, reports closed() once with the
+ * first reason recorded (`why`/`detail` if none was), drops the set's
+ * reference. */
+void duct__conn_end(duct__conn *c, duct_code why, const char *detail);
+
+/* Sends one message. Written at once when the queue is empty and the
+ * system takes it; otherwise copied to the queue. Never waits.
+ * DUCT_UNAVAILABLE once c is closing; DUCT_RESOURCE_EXHAUSTED when the
+ * queue would pass its cap (c is then closed). On POSIX only the
+ * connection's owner (inside message()) may call it: only the owner can
+ * re-arm for writability. */
+duct_code duct__conn_send(duct__conn *c, const duct__iov *iov, int n);
+/* Best effort from any thread, for a GOAWAY: written only if the queue is
+ * empty and the system takes the message at once; else dropped. */
+void duct__conn_send_nowait(duct__conn *c, const duct__iov *iov, int n);
+
+/* POSIX: writes queued messages until the system would block. Returns 1
+ * when the queue is empty, 0 when some remain, -1 on a write error (c is
+ * closed). Called by the owner when the socket is writable. */
+int duct__conn_flush(duct__conn *c);
+/* 1 if messages are queued (c->mu taken briefly). */
+int duct__conn_has_queue(duct__conn *c);
+/* Windows: the head's write finished (ok) or failed; pops it and, under
+ * c->mu, calls io->want_write again when more remain. */
+void duct__conn_wrote(duct__conn *c, int ok);
+/* The queue's head message, for a platform that writes it itself
+ * (want_write, under c->mu). NULL when empty. */
+const uint8_t *duct__conn_head(duct__conn *c, size_t *len);
+
+/* Every ~100 ms from one transport thread: closes connections whose
+ * partial message, HELLO or queued reply passed the idle timeout. */
+void duct__conn_set_tick(duct__conn_set *s);
+
+/* Calls fn for every connection in the set, each with a reference held
+ * and no lock held (so fn may send or close). */
+void duct__conn_set_each(duct__conn_set *s, void (*fn)(duct__conn *c, void *arg),
+                         void *arg);
+
+/* Marks the set as stopping (no more admissions), closes every connection
+ * with DUCT_UNAVAILABLE and waits until each one's closed() has returned.
+ * `owners_run`: whether platform threads exist that will end them. */
+void duct__conn_set_close_all(duct__conn_set *s, int owners_run);
+
+#endif /* DUCT_RUNTIME_CONN_H */
