@@ -15,6 +15,7 @@
 #include "runtime/log.h"
 #include "runtime/sys.h"
 #include "runtime/transport.h"
+#include "runtime/utf8.h"
 #include "runtime/wire.h"
 #include "runtime/alloc.h"
 #include "client/internal.h"
@@ -42,6 +43,7 @@ typedef struct clink {
 struct duct_channel {
   const duct__transport_ops *t;
   char *address;
+  char *expect_user; /* a copy of o.expect_server_user, or NULL */
   duct_channel_opts o;
   duct__logger log;
   duct__mutex mu;
@@ -57,13 +59,15 @@ static duct_code finish(const duct_call_opts *o, duct_code code, const char *fmt
   if (o && o->status) {
     o->status->code = code;
     o->status->message[0] = '\0';
+    /* Cut, if at all, between characters (runtime/utf8.h). */
     if (fmt) {
       va_list ap;
       va_start(ap, fmt);
-      vsnprintf(o->status->message, sizeof o->status->message, fmt, ap);
+      duct__utf8_vformat(o->status->message, sizeof o->status->message, fmt, ap);
       va_end(ap);
     } else if (code != DUCT_OK) {
-      snprintf(o->status->message, sizeof o->status->message, "%s", duct_code_message(code));
+      duct__utf8_format(o->status->message, sizeof o->status->message, "%s",
+                        duct_code_message(code));
     }
   }
   return code;
@@ -79,10 +83,12 @@ static void link_free(clink *k) {
   duct__free(k);
 }
 
-/* Copies a text payload (error RESPONSE, GOAWAY) into buf as a string. */
+/* Copies a text payload (error RESPONSE, GOAWAY) into buf as a string,
+ * cut between characters if it does not fit (it does: every caller's buf
+ * holds DUCT__MAX_ERROR_TEXT, the protocol's limit). */
 static void payload_text(char *buf, size_t cap, const uint8_t *p, size_t n) {
   if (n >= cap)
-    n = cap - 1;
+    n = duct__utf8_cut((const char *)p, cap - 1);
   memcpy(buf, p, n);
   buf[n] = '\0';
 }
@@ -100,9 +106,11 @@ static duct_code link_new(duct_channel *ch, int64_t deadline, clink **out, char 
   duct__reasm_init(&k->rx, ch->o.max_message_size);
   k->next_call = 1;
   duct__err err = {{0}};
-  duct_code rc = ch->t->link_open(ch->address, deadline, &k->l, &err);
+  /* The transport checks who the server is before anything is sent. */
+  duct__link_opts lo = {ch->expect_user};
+  duct_code rc = ch->t->link_open(ch->address, &lo, deadline, &k->l, &err);
   if (rc != DUCT_OK) {
-    snprintf(msg, msgcap, "%s", err.text[0] ? err.text : duct_code_message(rc));
+    duct__utf8_format(msg, msgcap, "%s", err.text[0] ? err.text : duct_code_message(rc));
     k->l = NULL;
     link_free(k);
     return rc;
@@ -116,21 +124,21 @@ static duct_code link_new(duct_channel *ch, int64_t deadline, clink **out, char 
   duct__hello h;
   const char *why = NULL;
   if (rc != DUCT_OK) {
-    snprintf(msg, msgcap, "HELLO exchange with %s failed: %s", ch->address,
-             duct_code_message(rc));
+    duct__utf8_format(msg, msgcap, "HELLO exchange with %s failed: %s", ch->address,
+                      duct_code_message(rc));
   } else if ((rc = duct__frame_decode(k->rxbuf, len, &f, &why)) != DUCT_OK) {
-    snprintf(msg, msgcap, "server at %s sent a bad frame: %s", ch->address, why);
+    duct__utf8_format(msg, msgcap, "server at %s sent a bad frame: %s", ch->address, why);
   } else if (f.type == DUCT__GOAWAY) {
     char text[DUCT__MAX_ERROR_TEXT + 1];
     payload_text(text, sizeof text, k->rxbuf + DUCT__HEADER_SIZE, f.payload_len);
     rc = f.status ? (duct_code)f.status : DUCT_UNAVAILABLE;
-    snprintf(msg, msgcap, "server refused the connection: %.200s", text);
+    duct__utf8_format(msg, msgcap, "server refused the connection: %s", text);
   } else if (f.type != DUCT__HELLO) {
     rc = DUCT_INTERNAL;
-    snprintf(msg, msgcap, "server at %s did not answer HELLO", ch->address);
+    duct__utf8_format(msg, msgcap, "server at %s did not answer HELLO", ch->address);
   } else if ((rc = duct__hello_decode(k->rxbuf + DUCT__HEADER_SIZE, f.payload_len, &h,
                                       &why)) != DUCT_OK) {
-    snprintf(msg, msgcap, "server at %s sent a bad HELLO: %s", ch->address, why);
+    duct__utf8_format(msg, msgcap, "server at %s sent a bad HELLO: %s", ch->address, why);
   } else if (h.min_version > DUCT__VERSION || h.max_version < DUCT__VERSION) {
     rc = DUCT_FAILED_PRECONDITION;
     snprintf(msg, msgcap, "server speaks protocol versions %u..%u, this client %u",
@@ -179,9 +187,21 @@ duct_code duct__channel_open_with(const char *address, const duct_channel_opts *
     return DUCT_RESOURCE_EXHAUSTED;
   }
   strcpy(ch->address, address);
+  /* The caller's string need not outlive this call (duct/client.h). Its
+   * form is the transport's to check (a uid or a SID), in link_new. */
+  if (o && o->expect_server_user && o->expect_server_user[0]) {
+    size_t n = strlen(o->expect_server_user) + 1;
+    if (!(ch->expect_user = duct__malloc(n))) {
+      duct__free(ch->address);
+      duct__free(ch);
+      return DUCT_RESOURCE_EXHAUSTED;
+    }
+    memcpy(ch->expect_user, o->expect_server_user, n);
+  }
   ch->t = t;
   if (o)
     ch->o = *o;
+  ch->o.expect_server_user = ch->expect_user;
   if (!ch->o.connect_timeout_ms)
     ch->o.connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
   if (!ch->o.max_connections)
@@ -194,7 +214,7 @@ duct_code duct__channel_open_with(const char *address, const duct_channel_opts *
   duct__cond_init(&ch->cv);
 
   /* One connection now, so a missing server is reported by open. */
-  char msg[256];
+  char msg[512];
   clink *k;
   duct_code rc = link_new(ch, duct__now_ms() + ch->o.connect_timeout_ms, &k, msg, sizeof msg);
   if (rc != DUCT_OK) {
@@ -205,7 +225,7 @@ duct_code duct__channel_open_with(const char *address, const duct_channel_opts *
     size_t i = 0;
     for (; address[i] && i + 1 < sizeof shown; i++)
       shown[i] = (unsigned char)address[i] < 0x20 || address[i] == 0x7f ? '?' : address[i];
-    shown[i] = '\0';
+    shown[duct__utf8_cut(shown, i)] = '\0'; /* a long one, cut between characters */
     duct__log(&ch->log, DUCT_LOG_ERROR, "cannot open a channel to %s: %s", shown, msg);
     duct_channel_close(ch);
     return rc;
@@ -226,6 +246,7 @@ void duct_channel_close(duct_channel *ch) {
   }
   duct__cond_destroy(&ch->cv);
   duct__mutex_destroy(&ch->mu);
+  duct__free(ch->expect_user);
   duct__free(ch->address);
   duct__free(ch);
 }
@@ -246,8 +267,8 @@ static duct_code acquire(duct_channel *ch, int64_t deadline, clink **out, char *
     if (duct__cond_wait(&ch->cv, &ch->mu, deadline) && deadline >= 0 &&
         duct__now_ms() >= deadline) {
       duct__mutex_unlock(&ch->mu);
-      snprintf(msg, msgcap, "all %u connections stayed busy until the deadline",
-               (unsigned)ch->o.max_connections);
+      duct__utf8_format(msg, msgcap, "all %u connections stayed busy until the deadline",
+                        (unsigned)ch->o.max_connections);
       return DUCT_DEADLINE_EXCEEDED;
     }
   }
@@ -319,7 +340,7 @@ duct_code duct_call_unary(duct_channel *ch, const duct_method *m, const Protobuf
   int64_t start = duct__now_ms();
   int64_t deadline = o && o->deadline_ms ? start + o->deadline_ms : -1;
 
-  char msg[256];
+  char msg[512];
   clink *k;
   duct_code rc = acquire(ch, deadline, &k, msg, sizeof msg);
   if (rc != DUCT_OK)

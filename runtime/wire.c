@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "utf8.h"
+
 void duct__wire_hello(uint8_t out[DUCT__HELLO_MSG_SIZE], uint32_t max_frame,
                       uint32_t max_message) {
   duct__frame f = {DUCT__VERSION, DUCT__HELLO, 0, 0, 0, 0, 0, DUCT__HELLO_SIZE};
@@ -14,13 +16,9 @@ size_t duct__wire_text(uint8_t out[DUCT__TEXT_MSG_MAX], uint8_t type,
                        uint32_t call_id, uint32_t method_id, duct_code status,
                        const char *text) {
   size_t n = text ? strlen(text) : 0;
-  if (n > DUCT__MAX_ERROR_TEXT) {
-    n = DUCT__MAX_ERROR_TEXT;
-    /* Do not cut a multi-byte UTF-8 character in half: back up over
-     * continuation bytes (10xxxxxx) to the start of the cut character. */
-    while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80)
-      n--;
-  }
+  /* Never a multi-byte UTF-8 character cut in half (utf8.h). */
+  if (n > DUCT__MAX_ERROR_TEXT)
+    n = duct__utf8_cut(text, DUCT__MAX_ERROR_TEXT);
   duct__frame f = {DUCT__VERSION, type, 0, call_id, method_id, (uint32_t)status, 0,
                    (uint32_t)n};
   duct__frame_encode(&f, out);

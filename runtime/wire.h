@@ -6,6 +6,8 @@
 
 #include "frame.h"
 #include "transport.h"
+/* For whoever builds a text frame's text: cut it as duct__wire_text does. */
+#include "utf8.h"
 
 #define DUCT__HELLO_MSG_SIZE (DUCT__HEADER_SIZE + DUCT__HELLO_SIZE)
 #define DUCT__TEXT_MSG_MAX (DUCT__HEADER_SIZE + DUCT__MAX_ERROR_TEXT)

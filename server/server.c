@@ -119,7 +119,7 @@ duct_code duct_ctx_fail(duct_ctx *ctx, duct_code code, const char *fmt, ...) {
   char buf[DUCT__MAX_ERROR_TEXT + 1];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(buf, sizeof buf, fmt, ap);
+  duct__utf8_vformat(buf, sizeof buf, fmt, ap); /* cut between characters */
   va_end(ap);
   ctx->message = duct_ctx_strdup(ctx, buf);
   return code;

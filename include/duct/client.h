@@ -34,13 +34,44 @@ typedef struct duct_channel_opts {
   uint32_t max_message_size;
   duct_log_cb log; /* NULL: errors and warnings to stderr */
   void *log_user;
+  /* Who the server must be. Every new connection first asks the system
+   * which user the server process runs as (SO_PEERCRED on POSIX; on
+   * Windows GetNamedPipeServerProcessId and that process's token), before
+   * anything is sent, and refuses a server that is not the expected one
+   * with DUCT_PERMISSION_DENIED and a message naming both users. This
+   * guards the calls' contents against another user who took over the
+   * address (a swapped /tmp directory, a stray pipe instance).
+   *
+   * NULL or "": the default rule. The server must be this process's own
+   * user (POSIX: its effective uid) or the system itself: root (uid 0) on
+   * POSIX; on Windows LocalSystem (S-1-5-18) or BUILTIN\Administrators
+   * (S-1-5-32-544, as the token's user or owner, as an elevated
+   * administrator's process has it).
+   *
+   * Otherwise the one user the server must run as, written as
+   * duct_peer.user writes users: a uid in decimal on POSIX ("0", "65534"),
+   * a SID string on Windows ("S-1-5-18", "S-1-5-21-...-1001"; SDDL's
+   * two-letter names such as "SY" are accepted too). Only that user is
+   * accepted then, not this process's own user and not root/SYSTEM unless
+   * named. On Windows it matches the server token's user or its owner.
+   * Anything else is DUCT_INVALID_ARGUMENT from duct_channel_open. The
+   * string is copied. */
+  const char *expect_server_user;
 } duct_channel_opts;
+
+/* The longest message a duct_status holds, in bytes: the longest error
+ * text the protocol carries (docs/PROTOCOL.md), so a server's message
+ * arrives whole. */
+#define DUCT_STATUS_MESSAGE_MAX 1024
 
 /* Where a failed call's details go: the code and the server's (or duct's)
  * message, e.g. "key 'x' not found". Caller-allocated. */
 typedef struct duct_status {
   duct_code code;
-  char message[256]; /* NUL-terminated, truncated to fit */
+  /* UTF-8, NUL-terminated. A message longer than DUCT_STATUS_MESSAGE_MAX
+   * bytes (only duct's own, naming a long address) is cut between two
+   * characters, never inside one. */
+  char message[DUCT_STATUS_MESSAGE_MAX + 1];
 } duct_status;
 
 /* Per-call options. A zeroed struct (or NULL) means every default. */
@@ -59,8 +90,9 @@ typedef struct duct_call_opts {
  * name (\\.\pipe\calc, Windows only) or an absolute socket path (POSIX
  * only); docs/GUIDE.md's address table. Connects once, retrying up to
  * connect_timeout_ms, so a missing server is reported here:
- * DUCT_UNAVAILABLE (nothing listening), DUCT_PERMISSION_DENIED,
- * DUCT_FAILED_PRECONDITION (no common protocol version),
+ * DUCT_UNAVAILABLE (nothing listening), DUCT_PERMISSION_DENIED (not
+ * allowed to connect, or the server is not the user expect_server_user
+ * asks for), DUCT_FAILED_PRECONDITION (no common protocol version),
  * DUCT_INVALID_ARGUMENT (an address this system refuses, or an option out
  * of range; returned at once, without retrying). Each of these is logged
  * through o->log (one error line saying why; for an option, its name, the

@@ -57,7 +57,11 @@ typedef struct duct_server_opts {
    * may connect. */
   int allow_group;
   /* Windows: an SDDL string replacing the default DACL (owner and
-   * LocalSystem), e.g. "D:(A;;GA;;;SY)(A;;GA;;;OW)(A;;GRGW;;;IU)". */
+   * LocalSystem), e.g. "D:(A;;GA;;;SY)(A;;GA;;;OW)(A;;0x12019b;;;IU)":
+   * read and write for interactive users. Grant others 0x12019b, not GW
+   * or GA: those include FILE_CREATE_PIPE_INSTANCE, with which another
+   * user could create instances of this pipe and receive other clients'
+   * calls (docs/WINDOWS.md, "Widening it"). */
   const char *sddl;
   /* Windows: a NULL DACL (anyone may connect). Only when asked by name. */
   int null_dacl_i_understand_anyone_can_connect;

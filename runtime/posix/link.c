@@ -5,7 +5,11 @@
  * (MSG_DONTWAIT) and waits in a poll() bounded by the call's deadline, so
  * a deadline holds even against a server that stops reading or never
  * answers. After a deadline or a too-large message the
- * link is marked broken (transport.h: the link is then unusable). */
+ * link is marked broken (transport.h: the link is then unusable).
+ *
+ * A new link checks who serves the address before it is handed out
+ * (check_server): the same user, root, or the user the channel options
+ * name. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -36,14 +40,79 @@ static void sleep_ms(int ms) {
     ;
 }
 
+/* Reads the expected server user (duct__link_opts.expect_user): a uid in
+ * decimal, as duct_peer.user writes it. -1 when none is named. */
+static duct_code expected_uid(const duct__link_opts *o, long long *uid,
+                              duct__err *err) {
+  *uid = -1;
+  if (!o || !o->expect_user || !o->expect_user[0])
+    return DUCT_OK;
+  const char *s = o->expect_user;
+  unsigned long long v = 0;
+  for (; *s >= '0' && *s <= '9'; s++) {
+    v = v * 10 + (unsigned)(*s - '0');
+    if (v >= (uid_t)-1)
+      break; /* (uid_t)-1 is "no user" to the system; larger is no uid */
+  }
+  if (*s != '\0' || s == o->expect_user)
+    return duct__posix_failf(err, DUCT_INVALID_ARGUMENT,
+                             "expect_server_user \"%.40s\" is not a user id; "
+                             "on this system it is a uid in decimal, e.g. "
+                             "\"0\"", o->expect_user);
+  *uid = (long long)v;
+  return DUCT_OK;
+}
+
+/* Who is serving on fd: the uid that created the listening socket, as the
+ * kernel recorded it at connect (SO_PEERCRED; not something the server
+ * says about itself). Checked before anything is sent, so a call's
+ * contents never reach another user who got hold of the address: a /tmp
+ * directory swapped between our lstat and our connect, or a socket path
+ * in a directory others can write. */
+static duct_code check_server(int fd, const char *path, long long want,
+                              uint32_t *pid, duct__err *err) {
+  struct ucred cr;
+  socklen_t crlen = sizeof cr;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) != 0) {
+    char sys[128];
+    duct__posix_strerror(errno, sys, sizeof sys);
+    return duct__posix_failf(err, DUCT_PERMISSION_DENIED,
+                             "cannot tell who serves %s (SO_PEERCRED: %s); "
+                             "refusing to send to it", path, sys);
+  }
+  *pid = (uint32_t)cr.pid;
+  uid_t me = geteuid();
+  if (want >= 0 ? (long long)cr.uid == want : cr.uid == me || cr.uid == 0)
+    return DUCT_OK;
+  if (want >= 0)
+    return duct__posix_failf(err, DUCT_PERMISSION_DENIED,
+                             "server at %s runs as uid %lu; expected uid %lld "
+                             "(expect_server_user)",
+                             path, (unsigned long)cr.uid, want);
+  return duct__posix_failf(err, DUCT_PERMISSION_DENIED,
+                           "server at %s runs as uid %lu; expected uid %lu "
+                           "(this process) or root",
+                           path, (unsigned long)cr.uid, (unsigned long)me);
+}
+
 duct_code duct__link_open(const char *address, int64_t deadline_ms,
                           duct__link **out, duct__err *err) {
+  return duct__link_open_opts(address, NULL, deadline_ms, out, err);
+}
+
+duct_code duct__link_open_opts(const char *address, const duct__link_opts *o,
+                               int64_t deadline_ms, duct__link **out,
+                               duct__err *err) {
   char path[DUCT__POSIX_PATH_MAX], dir[DUCT__POSIX_PATH_MAX];
   int is_name;
   *out = NULL;
   if (err)
     err->text[0] = '\0';
   duct_code rc = duct__posix_resolve(address, path, dir, &is_name, err);
+  if (rc != DUCT_OK)
+    return rc;
+  long long want;
+  rc = expected_uid(o, &want, err);
   if (rc != DUCT_OK)
     return rc;
   struct sockaddr_un sa;
@@ -79,6 +148,12 @@ duct_code duct__link_open(const char *address, int64_t deadline_ms,
       e = 0;
     }
     if (e == 0) {
+      uint32_t pid = 0;
+      rc = check_server(fd, path, want, &pid, err);
+      if (rc != DUCT_OK) {
+        close(fd);
+        return rc;
+      }
       /* From here on the socket blocks and every call that must not says
        * MSG_DONTWAIT: a receive without a deadline is then a single
        * blocking recvmsg instead of poll + recvmsg. */
@@ -91,10 +166,7 @@ duct_code duct__link_open(const char *address, int64_t deadline_ms,
         return duct__posix_failf(err, DUCT_RESOURCE_EXHAUSTED, "out of memory");
       }
       l->fd = fd;
-      struct ucred cr;
-      socklen_t crlen = sizeof cr;
-      if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) == 0)
-        l->peer_pid = (uint32_t)cr.pid;
+      l->peer_pid = pid;
       int buf = duct__posix_sockbuf(65536);
       setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
       *out = l;

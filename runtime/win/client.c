@@ -51,9 +51,21 @@ static DWORD ms_until(int64_t deadline_ms) {
 
 duct_code duct__link_open(const char *address, int64_t deadline_ms,
                           duct__link **out, duct__err *err) {
+  return duct__link_open_opts(address, NULL, deadline_ms, out, err);
+}
+
+duct_code duct__link_open_opts(const char *address, const duct__link_opts *o,
+                               int64_t deadline_ms, duct__link **out,
+                               duct__err *err) {
   *out = NULL;
+  const char *expect = o != NULL ? o->expect_user : NULL;
+  /* A malformed expected user is refused at once, not after waiting for
+   * a server to appear. */
+  duct_code rc = duct__win_check_expect(expect, err);
+  if (rc != DUCT_OK)
+    return rc;
   wchar_t *name = NULL;
-  duct_code rc = duct__win_pipe_name(address, &name, err);
+  rc = duct__win_pipe_name(address, &name, err);
   if (rc != DUCT_OK)
     return rc;
   char pname[DUCT__WIN_PIPE_NAME_MAX * 3 + 1];
@@ -62,8 +74,15 @@ duct_code duct__link_open(const char *address, int64_t deadline_ms,
   HANDLE h;
   for (;;) {
     /* SECURITY_IDENTIFICATION: the server may learn who we are, but may
-     * not act as us (impersonation level "identify" only). */
-    h = CreateFileW(name, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING,
+     * not act as us (impersonation level "identify" only). Not
+     * GENERIC_WRITE: for a pipe it includes FILE_APPEND_DATA, which is
+     * FILE_CREATE_PIPE_INSTANCE (0x4), and a DACL that rightly withholds
+     * that right from clients (docs/WINDOWS.md) would refuse the open.
+     * Writing messages needs FILE_WRITE_DATA; SetNamedPipeHandleState
+     * (message read mode) needs FILE_WRITE_ATTRIBUTES. */
+    h = CreateFileW(name,
+                    GENERIC_READ | FILE_WRITE_DATA | FILE_WRITE_ATTRIBUTES, 0,
+                    NULL, OPEN_EXISTING,
                     FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT |
                         SECURITY_IDENTIFICATION,
                     NULL);
@@ -129,9 +148,14 @@ duct_code duct__link_open(const char *address, int64_t deadline_ms,
     duct__link_close(l);
     return rc;
   }
-  ULONG pid = 0;
-  if (GetNamedPipeServerProcessId(h, &pid))
-    l->server_pid = (uint32_t)pid;
+  /* Who serves this instance, before anything is sent (security.c). */
+  DWORD pid = 0;
+  rc = duct__win_check_server(h, pname, expect, &pid, err);
+  if (rc != DUCT_OK) {
+    duct__link_close(l);
+    return rc;
+  }
+  l->server_pid = (uint32_t)pid;
   *out = l;
   return DUCT_OK;
 }

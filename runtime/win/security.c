@@ -1,4 +1,5 @@
-/* runtime/win/security.c - who may open the pipe, and who opened it.
+/* runtime/win/security.c - who may open the pipe, who opened it, and
+ * (for a client) who serves it.
  *
  * The default DACL grants GENERIC_ALL to the server's own user (read from
  * the process token) and to LocalSystem, and to nobody else; "P" protects
@@ -84,6 +85,164 @@ void duct__win_client_user(HANDLE pipe, DWORD pid, char *buf, size_t cap) {
   }
   CloseHandle(proc);
 }
+
+/* ---- who the server is (client side) ---- */
+
+/* A SID as a UTF-8 string into buf ("?" if it cannot be converted). */
+static void sid_text(PSID sid, char *buf, size_t cap) {
+  wchar_t *ws = NULL;
+  buf[0] = '\0';
+  if (sid != NULL && ConvertSidToStringSidW(sid, &ws)) {
+    duct__win_narrow(ws, buf, cap);
+    LocalFree(ws);
+  }
+  if (buf[0] == '\0')
+    snprintf(buf, cap, "?");
+}
+
+/* Token information of class `what` that holds one SID (TokenUser,
+ * TokenOwner) into u; the SID pointer in *sid. */
+typedef union sid_info {
+  TOKEN_USER user;
+  TOKEN_OWNER owner;
+  BYTE b[SECURITY_MAX_SID_SIZE + sizeof(TOKEN_USER)];
+} sid_info;
+
+static BOOL token_sid(HANDLE tok, TOKEN_INFORMATION_CLASS what, sid_info *u,
+                      PSID *sid) {
+  DWORD n = 0;
+  if (!GetTokenInformation(tok, what, u, (DWORD)sizeof *u, &n))
+    return FALSE;
+  *sid = what == TokenUser ? u->user.User.Sid : u->owner.Owner;
+  return TRUE;
+}
+
+/* The expected user as a SID (*sid NULL for none; LocalFree it). The SID
+ * string functions also take SDDL's two-letter names ("SY", "BA"). */
+static duct_code expected_sid(const char *expect, PSID *sid, duct__err *err) {
+  *sid = NULL;
+  if (expect == NULL || expect[0] == '\0')
+    return DUCT_OK;
+  if (!ConvertStringSidToSidA(expect, sid)) {
+    *sid = NULL;
+    return duct__win_msg(err, DUCT_INVALID_ARGUMENT,
+                         "expect_server_user \"%.60s\" is not a SID; on "
+                         "this system it is a SID string, e.g. \"S-1-5-18\"",
+                         expect);
+  }
+  return DUCT_OK;
+}
+
+duct_code duct__win_check_expect(const char *expect, duct__err *err) {
+  PSID sid;
+  duct_code rc = expected_sid(expect, &sid, err);
+  if (sid != NULL)
+    LocalFree(sid);
+  return rc;
+}
+
+duct_code duct__win_check_server(HANDLE pipe, const char *pname,
+                                 const char *expect, DWORD *pid,
+                                 duct__err *err) {
+  PSID want;
+  *pid = 0;
+  duct_code rc = expected_sid(expect, &want, err);
+  if (rc != DUCT_OK)
+    return rc;
+  rc = DUCT_PERMISSION_DENIED;
+  HANDLE proc = NULL, tok = NULL, self = NULL;
+  ULONG spid = 0;
+  /* The process that created this instance of the pipe. It holds the
+   * server end open, so it is alive and its id is not yet reused while
+   * we ask. Whoever answers on the pipe is judged by that process's
+   * token, not by the pipe's security descriptor, which belongs to the
+   * name and so would vouch for an instance another user created. */
+  if (!GetNamedPipeServerProcessId(pipe, &spid)) {
+    duct__win_fail(err, GetLastError(),
+                   "%s: cannot tell which process serves it "
+                   "(GetNamedPipeServerProcessId); refusing to send to it",
+                   pname);
+    goto out;
+  }
+  *pid = (DWORD)spid;
+  proc = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, (DWORD)spid);
+  if (proc == NULL || !OpenProcessToken(proc, TOKEN_QUERY, &tok)) {
+    /* Not knowing is not allowing. */
+    duct__win_fail(err, GetLastError(),
+                   "%s: cannot verify who serves it (process %lu: %s); "
+                   "refusing to send to it", pname, (unsigned long)spid,
+                   proc == NULL ? "OpenProcess" : "OpenProcessToken");
+    tok = NULL;
+    goto out;
+  }
+  sid_info su, so, me;
+  PSID user = NULL, owner = NULL, my = NULL;
+  if (!token_sid(tok, TokenUser, &su, &user) ||
+      !token_sid(tok, TokenOwner, &so, &owner)) {
+    duct__win_fail(err, GetLastError(),
+                   "%s: cannot verify who serves it (reading the token of "
+                   "process %lu); refusing to send to it",
+                   pname, (unsigned long)spid);
+    goto out;
+  }
+  char us[SECURITY_MAX_SID_SIZE * 4], os[SECURITY_MAX_SID_SIZE * 4];
+  sid_text(user, us, sizeof us);
+  sid_text(owner, os, sizeof os);
+  if (want != NULL) {
+    if (EqualSid(user, want) || EqualSid(owner, want)) {
+      rc = DUCT_OK;
+      goto out;
+    }
+    char ws[SECURITY_MAX_SID_SIZE * 4];
+    sid_text(want, ws, sizeof ws);
+    duct__win_msg(err, DUCT_PERMISSION_DENIED,
+                  "server at %s runs as %s (token owner %s); expected %s "
+                  "(expect_server_user)", pname, us, os, ws);
+    goto out;
+  }
+  /* The default rule: our own user, LocalSystem, or Administrators. An
+   * elevated administrator's process has its own user but Administrators
+   * as the token's owner, hence the owner too. */
+  if (!OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &self) ||
+      !token_sid(self, TokenUser, &me, &my)) {
+    duct__win_fail(err, GetLastError(),
+                   "%s: reading this process's own user", pname);
+    goto out;
+  }
+  union {
+    SID sid;
+    BYTE b[SECURITY_MAX_SID_SIZE];
+  } sys, admins;
+  DWORD n1 = sizeof sys, n2 = sizeof admins;
+  if (!CreateWellKnownSid(WinLocalSystemSid, NULL, &sys, &n1) ||
+      !CreateWellKnownSid(WinBuiltinAdministratorsSid, NULL, &admins, &n2)) {
+    duct__win_fail(err, GetLastError(), "%s: CreateWellKnownSid", pname);
+    goto out;
+  }
+  if (EqualSid(user, my) || EqualSid(user, &sys) || EqualSid(user, &admins) ||
+      EqualSid(owner, &admins)) {
+    rc = DUCT_OK;
+    goto out;
+  }
+  char mys[SECURITY_MAX_SID_SIZE * 4];
+  sid_text(my, mys, sizeof mys);
+  duct__win_msg(err, DUCT_PERMISSION_DENIED,
+                "server at %s runs as %s (token owner %s); expected %s "
+                "(this process), S-1-5-18 (LocalSystem) or S-1-5-32-544 "
+                "(Administrators)", pname, us, os, mys);
+out:
+  if (self != NULL)
+    CloseHandle(self);
+  if (tok != NULL)
+    CloseHandle(tok);
+  if (proc != NULL)
+    CloseHandle(proc);
+  if (want != NULL)
+    LocalFree(want);
+  return rc;
+}
+
+/* ---- the pipe's security descriptor (server side) ---- */
 
 static duct_code wide(const char *s, wchar_t **out, duct__err *err) {
   int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, NULL, 0);

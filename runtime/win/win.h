@@ -65,5 +65,21 @@ duct_code duct__win_pipe_sd(const duct__listen_opts *o, const wchar_t *name,
 void duct__win_client_user(HANDLE pipe, DWORD pid, char *buf, size_t cap);
 /* The SID string of this process's user (UTF-8) into buf; 0 on success. */
 int duct__win_self_user(char *buf, size_t cap);
+/* Client side: checks who serves the connected pipe handle, before
+ * anything is sent (duct/client.h, expect_server_user). The server
+ * process (GetNamedPipeServerProcessId) is opened and its token's user
+ * and owner read: with `expect` NULL or "" the user must be this
+ * process's own, LocalSystem or Administrators (or the owner
+ * Administrators); otherwise the user or owner must be the SID `expect`
+ * names. DUCT_PERMISSION_DENIED with both SIDs in err when it is not, and
+ * when the process or its token cannot be read (never allowed unseen);
+ * DUCT_INVALID_ARGUMENT when `expect` is not a SID. *pid gets the server
+ * process id. `pname` names the pipe in messages. */
+duct_code duct__win_check_server(HANDLE pipe, const char *pname,
+                                 const char *expect, DWORD *pid,
+                                 duct__err *err);
+/* DUCT_INVALID_ARGUMENT (err says why) unless `expect` is NULL, "" or a
+ * SID string duct__win_check_server accepts. */
+duct_code duct__win_check_expect(const char *expect, duct__err *err);
 
 #endif /* DUCT_RUNTIME_WIN_WIN_H */

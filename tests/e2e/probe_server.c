@@ -1,10 +1,11 @@
 /* duct-probe-server: the helper process of the end-to-end tests.
  *   duct-probe-server ADDRESS [--max-message N] [--idle-ms N] [--workers N]
  *       [--max-connections N] [--max-partial BYTES] [--max-call-memory BYTES]
- *       [--drain-ms N]
+ *       [--drain-ms N] [--as-uid N]
  *     serves duct.test.Probe until its Shutdown method is called, then
  *     stops with a drain of --drain-ms (5000) and exits 0; exit 2 if it cannot listen, 3 if
- *     duct did not free all its memory (counted through duct_set_allocator).
+ *     duct did not free all its memory (counted through duct_set_allocator);
+ *     --as-uid N (POSIX, as root) first becomes user N, exit 4 if it cannot.
  *   duct-probe-server --client ADDRESS MS
  *     calls Sleep(MS) on ADDRESS and exits 0 (a client to kill mid-call). */
 #include <stdatomic.h>
@@ -204,6 +205,11 @@ int main(int argc, char **argv) {
       o.idle_timeout_ms = v;
     else if (!strcmp(argv[i], "--workers"))
       o.workers = (int)v;
+    else if (!strcmp(argv[i], "--as-uid") && test_become_user(v) != 0) {
+      /* A server of another user, for the client's identity check. */
+      fprintf(stderr, "duct-probe-server: cannot become uid %u\n", v);
+      return 4;
+    }
   }
   duct_server *s;
   duct_code rc = duct_server_new(&o, &s);

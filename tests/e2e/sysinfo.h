@@ -12,4 +12,16 @@ uint64_t test_rss_kb(void);
  * POSIX, the token user's SID string on Windows. */
 void test_self_user(char *buf, size_t cap);
 
+/* For a server run as another user (tests/e2e/test_client_checks.c). */
+
+/* 1 if this process may become another user: POSIX and root. 0 on
+ * Windows (under Wine every process is one user). */
+int test_can_become_user(void);
+/* Makes this process the user and group `uid` for good (setgroups,
+ * setgid, setuid). 0 on success, -1 on failure or on Windows. */
+int test_become_user(uint32_t uid);
+/* POSIX: a new directory that any user may create sockets in (mkdtemp
+ * under /tmp, chmod 0777) into buf. 0 on success, -1 on Windows. */
+int test_shared_dir(char *buf, size_t cap);
+
 #endif

@@ -1,8 +1,11 @@
-/* sysinfo.h on Linux: /proc/self/statm, getuid. */
+/* sysinfo.h on Linux: /proc/self/statm, getuid, setuid. */
 #define _GNU_SOURCE
 #include "sysinfo.h"
 
+#include <grp.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 uint64_t test_rss_kb(void) {
@@ -18,3 +21,18 @@ uint64_t test_rss_kb(void) {
 }
 
 void test_self_user(char *buf, size_t cap) { snprintf(buf, cap, "%u", (unsigned)getuid()); }
+
+int test_can_become_user(void) { return geteuid() == 0; }
+
+int test_become_user(uint32_t uid) {
+  /* Groups first: once the uid is no longer 0 they cannot be changed. */
+  if (setgroups(0, NULL) != 0 || setgid((gid_t)uid) != 0 || setuid((uid_t)uid) != 0)
+    return -1;
+  return geteuid() == (uid_t)uid ? 0 : -1;
+}
+
+int test_shared_dir(char *buf, size_t cap) {
+  if (snprintf(buf, cap, "/tmp/duct-shared-XXXXXX") >= (int)cap || !mkdtemp(buf))
+    return -1;
+  return chmod(buf, 0777) == 0 ? 0 : -1;
+}

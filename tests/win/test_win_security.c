@@ -143,6 +143,92 @@ static void test_sddl_widens(void **state) {
   t_fini(&t);
 }
 
+/* The mask the DACL of the pipe `name` grants `sid` (0 if no ACE names
+ * it), read back through a client handle. */
+static DWORD granted_to(const char *name, const char *sid) {
+  wchar_t w[300];
+  full_name(w, 300, name);
+  HANDLE h = CreateFileW(w, GENERIC_READ, 0, NULL, OPEN_EXISTING, 0, NULL);
+  assert_true(h != INVALID_HANDLE_VALUE);
+  PACL dacl = NULL;
+  PSECURITY_DESCRIPTOR sd = NULL;
+  assert_int_equal(GetSecurityInfo(h, SE_KERNEL_OBJECT, DACL_SECURITY_INFORMATION,
+                                   NULL, NULL, &dacl, NULL, &sd),
+                   ERROR_SUCCESS);
+  CloseHandle(h);
+  DWORD mask = 0;
+  for (DWORD i = 0; dacl != NULL && i < dacl->AceCount; i++) {
+    ACE_HEADER *ace;
+    assert_true(GetAce(dacl, i, (void **)&ace));
+    if (ace->AceType != ACCESS_ALLOWED_ACE_TYPE)
+      continue;
+    char *s = NULL;
+    ACCESS_ALLOWED_ACE *a = (ACCESS_ALLOWED_ACE *)ace;
+    assert_true(ConvertSidToStringSidA(&a->SidStart, &s));
+    if (strcmp(s, sid) == 0)
+      mask |= a->Mask;
+    LocalFree(s);
+  }
+  LocalFree(sd);
+  return mask;
+}
+
+/* The widening docs/WINDOWS.md and duct/server.h show: the users it adds
+ * may read and write messages but get no FILE_CREATE_PIPE_INSTANCE, so
+ * they cannot create instances of duct's pipe and answer other clients'
+ * calls; and duct's own client needs nothing more than it grants. */
+static void test_documented_sddl_grants_no_create_instance(void **state) {
+  (void)state;
+  /* The bit is FILE_APPEND_DATA's, which FILE_GENERIC_WRITE (GW) holds. */
+  assert_int_equal(FILE_CREATE_PIPE_INSTANCE, 0x4);
+  assert_int_equal(FILE_APPEND_DATA, FILE_CREATE_PIPE_INSTANCE);
+  assert_int_equal((FILE_GENERIC_READ | FILE_GENERIC_WRITE) & ~FILE_CREATE_PIPE_INSTANCE,
+                   0x12019b);
+  tcore t;
+  t_init(&t, T_ECHO);
+  char name[96], sddl[300];
+  t_name(name, sizeof name, "docsddl");
+  /* As documented, with the owner's ACE naming our SID. */
+  snprintf(sddl, sizeof sddl, "D:(A;;GA;;;SY)(A;;GA;;;%s)(A;;0x12019b;;;IU)", self_sid);
+  duct__listen_opts o = t_opts();
+  o.sddl = sddl;
+  duct__listener *l = listen_ok(&t, name, &o);
+  DWORD iu = granted_to(name, "S-1-5-4"); /* INTERACTIVE */
+  print_message("INTERACTIVE is granted 0x%lx\n", (unsigned long)iu);
+  assert_int_equal(iu & FILE_CREATE_PIPE_INSTANCE, 0);
+  DWORD client_needs = FILE_GENERIC_READ | FILE_WRITE_DATA | FILE_WRITE_ATTRIBUTES;
+  assert_int_equal(iu & client_needs, client_needs);
+  duct__listener_free(l);
+  t_fini(&t);
+
+  /* duct's client asks for no more than that: it opens, in message mode,
+   * a pipe whose DACL grants our own user exactly 0x12019b (one raw
+   * instance; creating more would need the right withheld). A client
+   * asking for GENERIC_WRITE, which includes FILE_APPEND_DATA, is refused
+   * by Windows here. */
+  t_name(name, sizeof name, "rwonly");
+  wchar_t w[300], wsddl[300];
+  full_name(w, 300, name);
+  snprintf(sddl, sizeof sddl, "D:P(A;;0x12019b;;;%s)", self_sid);
+  MultiByteToWideChar(CP_UTF8, 0, sddl, -1, wsddl, 300);
+  SECURITY_ATTRIBUTES sa = {sizeof sa, NULL, FALSE};
+  assert_true(ConvertStringSecurityDescriptorToSecurityDescriptorW(
+      wsddl, SDDL_REVISION_1, &sa.lpSecurityDescriptor, NULL));
+  HANDLE srv = CreateNamedPipeW(w, PIPE_ACCESS_DUPLEX | FILE_FLAG_FIRST_PIPE_INSTANCE,
+                                PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE, 1, 4096, 4096, 0,
+                                &sa);
+  LocalFree(sa.lpSecurityDescriptor);
+  assert_true(srv != INVALID_HANDLE_VALUE);
+  duct__link *k = NULL;
+  duct__err err = {{0}};
+  duct_code rc = duct__link_open(name, t_deadline(WAIT_MS), &k, &err);
+  if (rc != DUCT_OK)
+    print_error("link_open: %s\n", err.text);
+  assert_int_equal(rc, DUCT_OK);
+  duct__link_close(k);
+  CloseHandle(srv);
+}
+
 static void test_bad_sddl_rejected(void **state) {
   (void)state;
   tcore t;
@@ -330,6 +416,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_default_dacl_is_owner_and_system),
       cmocka_unit_test(test_sddl_widens),
+      cmocka_unit_test(test_documented_sddl_grants_no_create_instance),
       cmocka_unit_test(test_bad_sddl_rejected),
       cmocka_unit_test(test_null_dacl_only_by_name),
       cmocka_unit_test(test_second_listen_refused),
