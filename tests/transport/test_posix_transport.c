@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "runtime/sys.h"
+#include "runtime/conn.h"
 #include "runtime/transport.h"
 
 #define WAIT_MS 5000
@@ -29,6 +30,7 @@
 typedef struct core {
   duct__mutex mu;
   duct__cond cv;
+  int busy; /* mark every connection as running a call (never evictable) */
   int opened, closed;
   duct_code last_why;
   duct__conn *last_conn;
@@ -47,6 +49,8 @@ static void *cb_open(void *p, duct__conn *c, const duct_peer *peer) {
     return NULL;
   s->k = k;
   s->c = c;
+  if (k->busy)
+    atomic_store(&c->in_call, 1);
   duct__mutex_lock(&k->mu);
   k->opened++;
   k->last_conn = c;
@@ -58,6 +62,9 @@ static void *cb_open(void *p, duct__conn *c, const duct_peer *peer) {
 static int cb_message(void *p, const uint8_t *msg, size_t len) {
   cstate *s = p;
   duct__iov v = {msg, len};
+  /* Whole messages only: nothing is ever half received (the idle clock
+   * counts the wait for a first message as partial, as for a HELLO). */
+  atomic_store(&s->c->partial_since, 0);
   return duct__conn_send(s->c, &v, 1) == DUCT_OK ? 0 : -1;
 }
 
@@ -73,9 +80,7 @@ static void cb_closed(void *p, duct_code why, const char *detail) {
   free(s);
 }
 
-static void cb_tick(void *p) { (void)p; }
-
-static const duct__srv_cb cbs = {cb_open, cb_message, cb_closed, cb_tick};
+static const duct__srv_cb cbs = {.open = cb_open, .message = cb_message, .closed = cb_closed};
 
 static void core_init(core *k) {
   memset(k, 0, sizeof *k);
@@ -104,7 +109,8 @@ static duct__listen_opts opts(void) {
   o.workers = 2;
   o.max_frame = 65536;
   o.max_connections = 64;
-  o.send_timeout_ms = 2000;
+  o.idle_timeout_ms = 2000;
+  o.queue_cap = 1u << 20;
   return o;
 }
 
@@ -408,12 +414,14 @@ static void test_bad_addresses(void **state) {
   core_destroy(&k);
 }
 
-static void test_max_connections(void **state) {
-  (void)state;
+/* At max_connections the longest-idle connection makes room for a new
+ * one; when every connection is busy the new one is closed at once. */
+static void max_connections_case(int busy) {
   char path[128];
-  snprintf(path, sizeof path, "%s/max.sock", tmpdir);
+  snprintf(path, sizeof path, "%s/max%d.sock", tmpdir, busy);
   core k;
   core_init(&k);
+  k.busy = busy;
   duct__listen_opts o = opts();
   o.max_connections = 2;
   duct__listener *l = NULL;
@@ -430,23 +438,42 @@ static void test_max_connections(void **state) {
                                          duct__now_ms() + WAIT_MS),
                      DUCT_OK);
   }
-  /* The third connects (the kernel completes it in the backlog) and is
-   * then closed by the server at once. */
+  /* The third connects (the kernel completes it in the backlog)... */
   assert_int_equal(duct__link_open(path, duct__now_ms() + WAIT_MS, &c[2], &err),
                    DUCT_OK);
-  assert_int_equal(duct__link_transact(c[2], &v, 1, in, sizeof in, &n,
-                                       duct__now_ms() + WAIT_MS),
-                   DUCT_UNAVAILABLE);
-  duct__link_close(c[2]);
-  /* Once one leaves, a new client gets in. */
-  duct__link_close(c[0]);
-  assert_true(wait_closed(&k, 1));
-  assert_int_equal(ping(path), DUCT_OK);
-  duct__link_close(c[1]);
+  duct_code third = duct__link_transact(c[2], &v, 1, in, sizeof in, &n,
+                                        duct__now_ms() + WAIT_MS);
+  if (busy) {
+    /* ...and with nobody idle it is closed by the server at once. */
+    assert_int_equal(third, DUCT_UNAVAILABLE);
+    assert_int_equal(k.opened, 2);
+  } else {
+    /* ...and is served: the first, idle longest, was closed for it. */
+    assert_int_equal(third, DUCT_OK);
+    assert_true(wait_closed(&k, 1));
+    assert_int_equal(k.last_why, DUCT_RESOURCE_EXHAUSTED);
+    assert_int_equal(duct__link_transact(c[0], &v, 1, in, sizeof in, &n,
+                                         duct__now_ms() + WAIT_MS),
+                     DUCT_UNAVAILABLE);
+    assert_int_equal(duct__link_transact(c[1], &v, 1, in, sizeof in, &n,
+                                         duct__now_ms() + WAIT_MS),
+                     DUCT_OK);
+  }
+  for (int i = 0; i < 3; i++)
+    duct__link_close(c[i]);
   duct__listener_free(l);
-  assert_int_equal(k.opened, 3);
-  assert_int_equal(k.closed, 3);
+  assert_int_equal(k.closed, k.opened);
   core_destroy(&k);
+}
+
+static void test_max_connections_idle_make_room(void **state) {
+  (void)state;
+  max_connections_case(0);
+}
+
+static void test_max_connections_busy_refuse(void **state) {
+  (void)state;
+  max_connections_case(1);
 }
 
 /* A message larger than the default socket send buffer (EMSGSIZE for
@@ -529,7 +556,8 @@ int main(void) {
       cmocka_unit_test(test_absolute_path_dirs),
       cmocka_unit_test(test_tmp_fallback),
       cmocka_unit_test(test_bad_addresses),
-      cmocka_unit_test(test_max_connections),
+      cmocka_unit_test(test_max_connections_idle_make_room),
+      cmocka_unit_test(test_max_connections_busy_refuse),
       cmocka_unit_test(test_huge_message_refused_whole),
       cmocka_unit_test(test_no_sigpipe),
   };
