@@ -13,6 +13,7 @@
 
 #include "runtime/frame.h"
 #include "runtime/log.h"
+#include "runtime/session.h"
 #include "runtime/sys.h"
 #include "runtime/transport.h"
 #include "runtime/utf8.h"
@@ -31,10 +32,8 @@ typedef struct clink {
   const duct__transport_ops *t; /* the channel's, for link_free */
   duct__link *l;
   struct clink *next; /* in the idle list */
-  uint32_t peer_max_frame;
-  uint32_t peer_max_message;
   uint32_t next_call;
-  duct__reasm rx;
+  duct__session sess; /* HELLO, limits, reassembly (runtime/session.h) */
   uint8_t *rxbuf; /* one transport message */
   uint8_t *txbuf; /* packed request with header room, grown as needed */
   size_t txcap;
@@ -77,7 +76,7 @@ static void link_free(clink *k) {
   if (!k)
     return;
   k->t->link_close(k->l);
-  duct__reasm_free(&k->rx);
+  duct__session_free(&k->sess);
   duct__free(k->rxbuf);
   duct__free(k->txbuf);
   duct__free(k);
@@ -103,7 +102,7 @@ static duct_code link_new(duct_channel *ch, int64_t deadline, clink **out, char 
     return DUCT_RESOURCE_EXHAUSTED;
   }
   k->t = ch->t;
-  duct__reasm_init(&k->rx, ch->o.max_message_size);
+  duct__session_init(&k->sess, ch->o.max_message_size, NULL);
   k->next_call = 1;
   duct__err err = {{0}};
   /* The transport checks who the server is before anything is sent. */
@@ -121,7 +120,6 @@ static duct_code link_new(duct_channel *ch, int64_t deadline, clink **out, char 
   size_t len = 0;
   rc = k->t->link_transact(k->l, &iov, 1, k->rxbuf, DUCT__DEFAULT_MAX_FRAME, &len, deadline);
   duct__frame f;
-  duct__hello h;
   const char *why = NULL;
   if (rc != DUCT_OK) {
     duct__utf8_format(msg, msgcap, "HELLO exchange with %s failed: %s", ch->address,
@@ -136,17 +134,9 @@ static duct_code link_new(duct_channel *ch, int64_t deadline, clink **out, char 
   } else if (f.type != DUCT__HELLO) {
     rc = DUCT_INTERNAL;
     duct__utf8_format(msg, msgcap, "server at %s did not answer HELLO", ch->address);
-  } else if ((rc = duct__hello_decode(k->rxbuf + DUCT__HEADER_SIZE, f.payload_len, &h,
-                                      &why)) != DUCT_OK) {
-    duct__utf8_format(msg, msgcap, "server at %s sent a bad HELLO: %s", ch->address, why);
-  } else if (h.min_version > DUCT__VERSION || h.max_version < DUCT__VERSION) {
-    rc = DUCT_FAILED_PRECONDITION;
-    snprintf(msg, msgcap, "server speaks protocol versions %u..%u, this client %u",
-             h.min_version, h.max_version, DUCT__VERSION);
-  } else {
-    k->peer_max_frame = h.max_frame < DUCT__DEFAULT_MAX_FRAME ? h.max_frame
-                                                              : DUCT__DEFAULT_MAX_FRAME;
-    k->peer_max_message = h.max_message;
+  } else if ((rc = duct__session_hello(&k->sess, k->rxbuf + DUCT__HEADER_SIZE,
+                                       f.payload_len, DUCT__MIN_MAX_FRAME, "server", msg,
+                                       msgcap)) == DUCT_OK) {
     *out = k;
     return DUCT_OK;
   }
@@ -301,22 +291,27 @@ static void release(duct_channel *ch, clink *k, int healthy) {
     link_free(k);
 }
 
-/* Sends the request frames; the last one is a transact that also reads the
- * first response message into k->rxbuf. */
+typedef struct request_sink {
+  clink *k;
+  size_t *rlen;
+  int64_t deadline;
+} request_sink;
+
+/* Every frame but the last is a send; the last is a transact that also
+ * reads the first response message into k->rxbuf (TransactNamedPipe on
+ * Windows: one system call for both). */
+static duct_code request_frame(void *ctx, const duct__iov *iov, int n, int last) {
+  request_sink *r = ctx;
+  clink *k = r->k;
+  return last ? k->t->link_transact(k->l, iov, n, k->rxbuf, DUCT__DEFAULT_MAX_FRAME, r->rlen,
+                                    r->deadline)
+              : k->t->link_send(k->l, iov, n, r->deadline);
+}
+
 static duct_code send_request(clink *k, const duct__frame *tmpl, uint8_t *payload, size_t len,
                               size_t *rlen, int64_t deadline) {
-  size_t n = duct__frag_count(len, k->peer_max_frame);
-  for (size_t i = 0; i < n; i++) {
-    uint8_t hdr[DUCT__HEADER_SIZE];
-    duct__iov iov[2];
-    int pieces = duct__wire_frag(tmpl, payload, len, k->peer_max_frame, i, 1, hdr, iov);
-    duct_code rc = i + 1 < n ? k->t->link_send(k->l, iov, pieces, deadline)
-                             : k->t->link_transact(k->l, iov, pieces, k->rxbuf,
-                                                   DUCT__DEFAULT_MAX_FRAME, rlen, deadline);
-    if (rc != DUCT_OK)
-      return rc;
-  }
-  return DUCT_OK;
+  request_sink r = {k, rlen, deadline};
+  return duct__session_send(&k->sess, tmpl, payload, len, request_frame, &r);
 }
 
 static const char *transport_text(duct_code rc) {
@@ -347,11 +342,11 @@ duct_code duct_call_unary(duct_channel *ch, const duct_method *m, const Protobuf
     return finish(o, rc, "%s", msg);
 
   size_t len = protobuf_c_message_get_packed_size(req);
-  if (len > k->peer_max_message) {
+  if (len > k->sess.peer_max_message) {
     release(ch, k, 1);
     return finish(o, DUCT_RESOURCE_EXHAUSTED,
                   "request of %zu bytes exceeds the server's maximum message size of %u",
-                  len, (unsigned)k->peer_max_message);
+                  len, (unsigned)k->sess.peer_max_message);
   }
   if (DUCT__HEADER_SIZE + len > k->txcap) {
     /* Grows only: a steady stream of calls of one size allocates nothing. */
@@ -414,11 +409,11 @@ duct_code duct_call_unary(duct_channel *ch, const duct_method *m, const Protobuf
     } else if (f.status != DUCT_OK) {
       char text[DUCT__MAX_ERROR_TEXT + 1];
       payload_text(text, sizeof text, payload, f.payload_len);
-      release(ch, k, !k->rx.active);
+      release(ch, k, !k->sess.rx.active);
       return finish(o, (duct_code)f.status, "%s", text[0] ? text : duct_code_message((int)f.status));
     } else {
       duct__msg done;
-      rc = duct__reasm_feed(&k->rx, &f, payload, &done, &why);
+      rc = duct__reasm_feed(&k->sess.rx, &f, payload, &done, &why);
       if (rc == DUCT_INTERNAL) {
         release(ch, k, 0);
         return finish(o, rc, "server sent a malformed reply: %s", why);

@@ -15,6 +15,7 @@
 #include "runtime/conn.h"
 #include "runtime/frame.h"
 #include "runtime/log.h"
+#include "runtime/session.h"
 #include "runtime/sys.h"
 #include "runtime/transport.h"
 #include "runtime/wire.h"
@@ -76,11 +77,8 @@ struct sconn {
   duct_server *s;
   duct__conn *c;
   duct_peer peer;
-  duct__reasm rx;
+  duct__session sess; /* HELLO, limits, reassembly (runtime/session.h) */
   duct__arena arena;
-  uint32_t peer_max_frame;
-  uint32_t peer_max_message;
-  int hello_done;
 };
 
 struct duct_ctx {
@@ -152,19 +150,17 @@ static int violation(sconn *sc, duct_code code, const char *why) {
   return -1;
 }
 
+static duct_code reply_sink(void *ctx, const duct__iov *iov, int n, int last) {
+  sconn *sc = ctx;
+  (void)last;
+  return sc->s->t->conn_send(sc->c, iov, n);
+}
+
 /* Sends a packed reply as RESPONSE frames. `payload` has header room. */
 static int send_reply(sconn *sc, const duct__frame *req, uint8_t *payload, size_t len) {
   duct__frame tmpl = {DUCT__VERSION, DUCT__RESPONSE, 0, req->call_id, req->method_id,
                       DUCT_OK, 0, 0};
-  size_t n = duct__frag_count(len, sc->peer_max_frame);
-  for (size_t i = 0; i < n; i++) {
-    uint8_t hdr[DUCT__HEADER_SIZE];
-    duct__iov iov[2];
-    int k = duct__wire_frag(&tmpl, payload, len, sc->peer_max_frame, i, 1, hdr, iov);
-    if (sc->s->t->conn_send(sc->c, iov, k) != DUCT_OK)
-      return -1;
-  }
-  return 0;
+  return duct__session_send(&sc->sess, &tmpl, payload, len, reply_sink, sc) == DUCT_OK ? 0 : -1;
 }
 
 /* ---- dispatch ---- */
@@ -251,16 +247,16 @@ static int run_call(sconn *sc, const duct__frame *h, const uint8_t *data, size_t
     goto fail;
   }
   size_t n = protobuf_c_message_get_packed_size(reply);
-  if (n > sc->peer_max_message) {
+  if (n > sc->sess.peer_max_message) {
     snprintf(why, sizeof why, "reply of %zu bytes exceeds the client's limit of %u",
-             n, (unsigned)sc->peer_max_message);
+             n, (unsigned)sc->sess.peer_max_message);
     text = why;
     code = DUCT_RESOURCE_EXHAUSTED;
     goto fail;
   }
   /* A reply must fit the connection's send queue with its headers, in
    * case the client reads it slowly. */
-  if (n + duct__frag_count(n, sc->peer_max_frame) * DUCT__HEADER_SIZE > s->queue_cap) {
+  if (n + duct__frag_count(n, sc->sess.peer_max_frame) * DUCT__HEADER_SIZE > s->queue_cap) {
     snprintf(why, sizeof why, "reply of %zu bytes exceeds the server's send limit of %zu",
              n, s->queue_cap);
     text = why;
@@ -296,31 +292,16 @@ static void call_done(duct_server *s) {
 }
 
 static int on_hello(sconn *sc, const duct__frame *f, const uint8_t *payload) {
-  duct__hello h;
-  const char *why;
-  if (duct__hello_decode(payload, f->payload_len, &h, &why) != DUCT_OK)
-    return violation(sc, DUCT_INTERNAL, why);
-  if (h.min_version > DUCT__VERSION || h.max_version < DUCT__VERSION) {
-    char text[128];
-    snprintf(text, sizeof text, "client speaks protocol versions %u..%u; this server speaks %u",
-             h.min_version, h.max_version, DUCT__VERSION);
-    return violation(sc, DUCT_FAILED_PRECONDITION, text);
-  }
-  if (h.max_frame < MIN_PEER_FRAME) {
-    char text[128];
-    snprintf(text, sizeof text, "HELLO asks for frames of %u bytes; this server sends no "
-             "frame smaller than %u", (unsigned)h.max_frame, MIN_PEER_FRAME);
-    return violation(sc, DUCT_FAILED_PRECONDITION, text);
-  }
-  sc->peer_max_frame = h.max_frame < DUCT__DEFAULT_MAX_FRAME ? h.max_frame
-                                                             : DUCT__DEFAULT_MAX_FRAME;
-  sc->peer_max_message = h.max_message;
+  char why[DUCT__MAX_ERROR_TEXT];
+  duct_code rc = duct__session_hello(&sc->sess, payload, f->payload_len, MIN_PEER_FRAME,
+                                     "client", why, sizeof why);
+  if (rc != DUCT_OK)
+    return violation(sc, rc, why);
   uint8_t msg[DUCT__HELLO_MSG_SIZE];
   duct__wire_hello(msg, DUCT__DEFAULT_MAX_FRAME, sc->s->o.max_message_size);
   duct__iov iov = {msg, sizeof msg};
   if (sc->s->t->conn_send(sc->c, &iov, 1) != DUCT_OK)
     return -1;
-  sc->hello_done = 1;
   set_partial(sc, 0);
   return 0;
 }
@@ -343,7 +324,7 @@ static int on_message(void *state, const uint8_t *msg, size_t len) {
     return violation(sc, rc, why);
   }
   const uint8_t *payload = msg + DUCT__HEADER_SIZE;
-  if (!sc->hello_done)
+  if (!sc->sess.hello_done)
     return f.type == DUCT__HELLO ? on_hello(sc, &f, payload)
                                  : violation(sc, DUCT_INTERNAL, "first frame is not HELLO");
 
@@ -364,10 +345,10 @@ static int on_message(void *state, const uint8_t *msg, size_t len) {
     return violation(sc, DUCT_INTERNAL, "a client may not send this frame type");
   }
 
-  int was_partial = sc->rx.active;
+  int was_partial = sc->sess.rx.active;
   int64_t now = duct__now_ms();
   duct__msg m;
-  rc = duct__reasm_feed(&sc->rx, &f, payload, &m, &why);
+  rc = duct__reasm_feed(&sc->sess.rx, &f, payload, &m, &why);
   if (rc == DUCT_INTERNAL)
     return violation(sc, rc, why);
   const char *exhausted = rc == DUCT_RESOURCE_EXHAUSTED ? why : NULL;
@@ -401,7 +382,7 @@ static int on_message(void *state, const uint8_t *msg, size_t len) {
                   "the server is stopping");
   } else if (rc == DUCT_RESOURCE_EXHAUSTED) {
     char text[160];
-    if (sc->rx.budget && strstr(exhausted, "budget")) {
+    if (sc->sess.rx.budget && strstr(exhausted, "budget")) {
       snprintf(text, sizeof text, "the server's memory for partly received requests "
                "(max_partial_memory, %zu bytes) is in use; try again",
                s->partial.limit);
@@ -446,8 +427,7 @@ static void *on_open(void *core, duct__conn *c, const duct_peer *peer) {
   sc->s = s;
   sc->c = c;
   sc->peer = *peer;
-  duct__reasm_init(&sc->rx, s->o.max_message_size);
-  duct__reasm_set_budget(&sc->rx, &s->partial);
+  duct__session_init(&sc->sess, s->o.max_message_size, &s->partial);
   duct__arena_init(&sc->arena, ARENA_KEEP);
   duct__arena_set_limit(&sc->arena, s->call_memory);
   return sc;
@@ -463,7 +443,7 @@ static void on_closed(void *state, duct_code why, const char *detail) {
     duct__log(&s->log, notable ? DUCT_LOG_WARN : DUCT_LOG_DEBUG,
               "connection from pid %u (user %s) ended: %s%s%s", (unsigned)sc->peer.pid,
               sc->peer.user, duct_code_name(why), detail ? ": " : "", detail ? detail : "");
-  duct__reasm_free(&sc->rx);
+  duct__session_free(&sc->sess);
   duct__arena_free(&sc->arena);
   duct__free(sc);
 }

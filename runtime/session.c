@@ -1,0 +1,58 @@
+/* runtime/session.c - see session.h. */
+#include "runtime/session.h"
+
+#include "runtime/utf8.h"
+#include "runtime/wire.h"
+
+void duct__session_init(duct__session *s, uint32_t max_message, duct__budget *budget) {
+  s->peer_max_frame = DUCT__DEFAULT_MAX_FRAME;
+  s->peer_max_message = DUCT__DEFAULT_MAX_MESSAGE;
+  s->hello_done = 0;
+  duct__reasm_init(&s->rx, max_message);
+  duct__reasm_set_budget(&s->rx, budget);
+}
+
+void duct__session_free(duct__session *s) { duct__reasm_free(&s->rx); }
+
+duct_code duct__session_hello(duct__session *s, const uint8_t *payload, size_t len,
+                              uint32_t min_peer_frame, const char *peer, char *why,
+                              size_t whycap) {
+  duct__hello h;
+  const char *bad;
+  if (duct__hello_decode(payload, len, &h, &bad) != DUCT_OK) {
+    duct__utf8_format(why, whycap, "the %s sent a bad HELLO: %s", peer, bad);
+    return DUCT_INTERNAL;
+  }
+  if (h.min_version > DUCT__VERSION || h.max_version < DUCT__VERSION) {
+    duct__utf8_format(why, whycap, "the %s speaks protocol versions %u..%u; this side speaks %u",
+                      peer, h.min_version, h.max_version, DUCT__VERSION);
+    return DUCT_FAILED_PRECONDITION;
+  }
+  if (h.max_frame < min_peer_frame) {
+    duct__utf8_format(why, whycap,
+                      "the %s's HELLO asks for frames of %u bytes; this side sends no frame "
+                      "smaller than %u",
+                      peer, (unsigned)h.max_frame, (unsigned)min_peer_frame);
+    return DUCT_FAILED_PRECONDITION;
+  }
+  /* duct never sends frames larger than its own default, whatever a peer
+   * would accept: that is the size the transports are tuned for. */
+  s->peer_max_frame = h.max_frame < DUCT__DEFAULT_MAX_FRAME ? h.max_frame : DUCT__DEFAULT_MAX_FRAME;
+  s->peer_max_message = h.max_message;
+  s->hello_done = 1;
+  return DUCT_OK;
+}
+
+duct_code duct__session_send(const duct__session *s, const duct__frame *tmpl,
+                             uint8_t *payload, size_t len, duct__frame_sink sink, void *ctx) {
+  size_t n = duct__frag_count(len, s->peer_max_frame);
+  for (size_t i = 0; i < n; i++) {
+    uint8_t hdr[DUCT__HEADER_SIZE];
+    duct__iov iov[2];
+    int k = duct__wire_frag(tmpl, payload, len, s->peer_max_frame, i, 1, hdr, iov);
+    duct_code rc = sink(ctx, iov, k, i + 1 == n);
+    if (rc != DUCT_OK)
+      return rc;
+  }
+  return DUCT_OK;
+}

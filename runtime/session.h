@@ -1,0 +1,48 @@
+/* runtime/session.h - the protocol state one connection has on either
+ * side, and the steps both roles take the same way: HELLO (versions and
+ * limits) and sending a message as frames. The server (server/server.c)
+ * and the client (client/channel.c) each keep a duct__session per
+ * connection; neither writes these steps again. Reassembly is
+ * runtime/frame.h's duct__reasm, held here. */
+#ifndef DUCT_RUNTIME_SESSION_H
+#define DUCT_RUNTIME_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runtime/frame.h"
+#include "runtime/transport.h"
+
+typedef struct duct__session {
+  uint32_t peer_max_frame;   /* frames this side sends are at most this */
+  uint32_t peer_max_message; /* and messages at most this */
+  int hello_done;
+  duct__reasm rx;            /* the peer's messages, one at a time */
+} duct__session;
+
+/* max_message: the largest message this side accepts; budget: memory the
+ * reassembly is charged to (NULL: none). */
+void duct__session_init(duct__session *s, uint32_t max_message, duct__budget *budget);
+void duct__session_free(duct__session *s);
+
+/* Takes the peer's HELLO payload: checks it is well formed, that the
+ * version ranges overlap and that the peer's max_frame is at least
+ * min_peer_frame, then records the peer's limits (frames capped at duct's
+ * own default). On failure returns the code to close with
+ * (DUCT_INTERNAL, DUCT_FAILED_PRECONDITION) and writes the reason, naming
+ * `peer` ("client" or "server"), into why. */
+duct_code duct__session_hello(duct__session *s, const uint8_t *payload, size_t len,
+                              uint32_t min_peer_frame, const char *peer, char *why,
+                              size_t whycap);
+
+/* Where duct__session_send puts each frame: one whole transport message
+ * of n pieces; `last` marks the message's final frame. */
+typedef duct_code (*duct__frame_sink)(void *ctx, const duct__iov *iov, int n, int last);
+
+/* Sends `payload` (len bytes, packed at buf + DUCT__HEADER_SIZE so a
+ * single frame needs no copy) as frames of at most the peer's max_frame,
+ * each header made from tmpl. Stops at the first failure of `sink`. */
+duct_code duct__session_send(const duct__session *s, const duct__frame *tmpl,
+                             uint8_t *payload, size_t len, duct__frame_sink sink, void *ctx);
+
+#endif
