@@ -1,10 +1,12 @@
 /* tests/fuzz/fake_transport.c - see fake_transport.h. Implements both
- * halves of runtime/transport.h in memory. */
+ * halves of runtime/transport.h in memory, as static functions reached
+ * only through the one table at the bottom (fake_transport). */
 #include "fake_transport.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/conn.h"
 #include "runtime/frame.h"
 
 /* ---- checks on what duct sends ---- */
@@ -60,22 +62,45 @@ struct duct__listener {
   void *core;
 };
 
-struct duct__conn {
+/* The server core reads the shared connection's fields (in_call,
+ * partial_since, q_since: runtime/conn.h), so a fake connection embeds the
+ * real struct first, as the platforms' do, zeroed: no set, no queue. */
+typedef struct fake_conn {
+  duct__conn base;
   int closed;
-};
+  struct fake_conn *next; /* live ones, for listener_each */
+} fake_conn;
+
+static fake_conn *live_conns;
 
 static duct__listener *the_listener;
 
 const duct__srv_cb *fake_srv_callbacks(void) { return the_listener ? the_listener->cb : NULL; }
 void *fake_srv_core(void) { return the_listener ? the_listener->core : NULL; }
 
-duct__conn *fake_conn_new(void) { return calloc(1, sizeof(duct__conn)); }
-int fake_conn_closed(const duct__conn *c) { return c->closed; }
-void fake_conn_free(duct__conn *c) { free(c); }
+duct__conn *fake_conn_new(void) {
+  fake_conn *f = calloc(1, sizeof *f);
+  if (!f)
+    return NULL;
+  f->next = live_conns;
+  live_conns = f;
+  return &f->base;
+}
 
-duct_code duct__listen(const char *address, const duct__listen_opts *o,
-                       const duct__srv_cb *cb, void *core, duct__listener **out,
-                       duct__err *err) {
+int fake_conn_closed(const duct__conn *c) { return ((const fake_conn *)c)->closed; }
+
+void fake_conn_free(duct__conn *c) {
+  fake_conn **p = &live_conns;
+  while (*p && &(*p)->base != c)
+    p = &(*p)->next;
+  if (*p)
+    *p = (*p)->next;
+  free(c);
+}
+
+static duct_code f_listen(const char *address, const duct__listen_opts *o,
+                          const duct__srv_cb *cb, void *core, duct__listener **out,
+                          duct__err *err) {
   (void)address;
   (void)o;
   (void)err;
@@ -89,26 +114,41 @@ duct_code duct__listen(const char *address, const duct__listen_opts *o,
   return DUCT_OK;
 }
 
-duct_code duct__listener_start(duct__listener *l) {
+static duct_code f_listener_start(duct__listener *l) {
   (void)l;
   return DUCT_OK;
 }
 
-void duct__listener_stop_accepting(duct__listener *l) { (void)l; }
+static void f_listener_stop_accepting(duct__listener *l) { (void)l; }
 
 /* The harness closes its connections itself before stopping the server. */
-void duct__listener_free(duct__listener *l) {
+static void f_listener_free(duct__listener *l) {
   if (l == the_listener)
     the_listener = NULL;
   free(l);
 }
 
-duct_code duct__conn_send(duct__conn *c, const duct__iov *iov, int n) {
-  check_outgoing(iov, n);
-  return c->closed ? DUCT_UNAVAILABLE : DUCT_OK;
+static void f_listener_each(duct__listener *l, void (*fn)(duct__conn *c, void *arg), void *arg) {
+  (void)l;
+  for (fake_conn *f = live_conns; f; f = f->next)
+    fn(&f->base, arg);
 }
 
-void duct__conn_close(duct__conn *c) { c->closed = 1; }
+static duct_code f_conn_send(duct__conn *c, const duct__iov *iov, int n) {
+  check_outgoing(iov, n);
+  return ((fake_conn *)c)->closed ? DUCT_UNAVAILABLE : DUCT_OK;
+}
+
+static void f_conn_send_nowait(duct__conn *c, const duct__iov *iov, int n) {
+  (void)c;
+  check_outgoing(iov, n);
+}
+
+static void f_conn_close(duct__conn *c, duct_code why, const char *detail) {
+  (void)why;
+  (void)detail;
+  ((fake_conn *)c)->closed = 1;
+}
 
 /* ---- client side ---- */
 
@@ -129,8 +169,8 @@ void fake_script_set(const uint8_t *const *msgs, const size_t *lens, size_t n) {
 
 int fake_script_done(void) { return script_at >= script_n; }
 
-duct_code duct__link_open_opts(const char *address, const duct__link_opts *o,
-                               int64_t deadline_ms, duct__link **out, duct__err *err) {
+static duct_code f_link_open(const char *address, const duct__link_opts *o,
+                            int64_t deadline_ms, duct__link **out, duct__err *err) {
   (void)address;
   (void)o; /* the in-memory "server" is no user at all: nothing to check */
   (void)deadline_ms;
@@ -142,13 +182,13 @@ duct_code duct__link_open_opts(const char *address, const duct__link_opts *o,
   return *out ? DUCT_OK : DUCT_RESOURCE_EXHAUSTED;
 }
 
-duct_code duct__link_send(duct__link *l, const duct__iov *iov, int n, int64_t deadline_ms) {
+static duct_code f_link_send(duct__link *l, const duct__iov *iov, int n, int64_t deadline_ms) {
   (void)deadline_ms;
   check_outgoing(iov, n);
   return l->broken ? DUCT_UNAVAILABLE : DUCT_OK;
 }
 
-duct_code duct__link_recv(duct__link *l, uint8_t *buf, size_t cap, size_t *len,
+static duct_code f_link_recv(duct__link *l, uint8_t *buf, size_t cap, size_t *len,
                           int64_t deadline_ms) {
   (void)deadline_ms;
   if (l->broken || fake_script_done())
@@ -166,15 +206,33 @@ duct_code duct__link_recv(duct__link *l, uint8_t *buf, size_t cap, size_t *len,
   return DUCT_OK;
 }
 
-duct_code duct__link_transact(duct__link *l, const duct__iov *iov, int n, uint8_t *buf,
+static duct_code f_link_transact(duct__link *l, const duct__iov *iov, int n, uint8_t *buf,
                               size_t cap, size_t *len, int64_t deadline_ms) {
-  duct_code rc = duct__link_send(l, iov, n, deadline_ms);
-  return rc != DUCT_OK ? rc : duct__link_recv(l, buf, cap, len, deadline_ms);
+  duct_code rc = f_link_send(l, iov, n, deadline_ms);
+  return rc != DUCT_OK ? rc : f_link_recv(l, buf, cap, len, deadline_ms);
 }
 
-void duct__link_close(duct__link *l) { free(l); }
+static void f_link_close(duct__link *l) { free(l); }
 
-uint32_t duct__link_peer_pid(const duct__link *l) {
+static uint32_t f_link_peer_pid(const duct__link *l) {
   (void)l;
   return 4321;
 }
+
+const duct__transport_ops fake_transport = {
+    .name = "fake",
+    .listen = f_listen,
+    .listener_start = f_listener_start,
+    .listener_stop_accepting = f_listener_stop_accepting,
+    .listener_free = f_listener_free,
+    .listener_each = f_listener_each,
+    .conn_send = f_conn_send,
+    .conn_send_nowait = f_conn_send_nowait,
+    .conn_close = f_conn_close,
+    .link_open = f_link_open,
+    .link_send = f_link_send,
+    .link_recv = f_link_recv,
+    .link_transact = f_link_transact,
+    .link_close = f_link_close,
+    .link_peer_pid = f_link_peer_pid,
+};

@@ -1,7 +1,9 @@
-/* tests/fuzz/fake_transport.h - an in-memory transport behind
- * runtime/transport.h, so the fuzz targets drive server/server.c and
- * client/channel.c with bytes from the fuzzer and no sockets, threads or
- * clocks that would make a finding irreproducible. */
+/* tests/fuzz/fake_transport.h - an in-memory transport: one operations
+ * table (runtime/transport.h), so the fuzz targets drive the library's own
+ * server/server.c and client/channel.c, built on it with
+ * duct__server_new_with / duct__channel_open_with, with bytes from the
+ * fuzzer and no sockets, threads or clocks that would make a finding
+ * irreproducible. */
 #ifndef DUCT_TEST_FAKE_TRANSPORT_H
 #define DUCT_TEST_FAKE_TRANSPORT_H
 
@@ -10,15 +12,18 @@
 
 #include "runtime/transport.h"
 
+/* The fake's table; its functions are not reachable otherwise. */
+extern const duct__transport_ops fake_transport;
+
 /* ---- server side: the harness plays the transport's event loop ---- */
 
-/* The callbacks and core the server registered with duct__listen (NULL
- * before). */
+/* The callbacks and core the server registered through the table's
+ * listen (NULL before). */
 const duct__srv_cb *fake_srv_callbacks(void);
 void *fake_srv_core(void);
 /* A fresh connection object for cb->open(). */
 duct__conn *fake_conn_new(void);
-/* Whether the core asked to close it (duct__conn_close). */
+/* Whether the core asked to close it (the table's conn_close). */
 int fake_conn_closed(const duct__conn *c);
 void fake_conn_free(duct__conn *c);
 

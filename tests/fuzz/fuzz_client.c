@@ -3,8 +3,9 @@
  * their reassembly, late answers to other calls, error texts, and
  * unpacking into the generated reply types of duct.test.Probe. The input
  * is the script of messages the "server" sends (fake_transport.c); the
- * channel makes calls until the script runs out, reconnecting as a real
- * one would. Invariants: a call returns a real duct_code, a reply exactly
+ * library's channel, opened on the fake's table with
+ * duct__channel_open_with, makes calls until the script runs out,
+ * reconnecting as a real one would. Invariants: a call returns a real duct_code, a reply exactly
  * when the code is OK and of the method's output type, a status whose
  * code matches; every frame the client sends is well formed. */
 #include <stddef.h>
@@ -14,6 +15,7 @@
 
 #include <duct/duct.h>
 
+#include "client/internal.h"
 #include "fake_transport.h"
 #include "probe.duct.h"
 
@@ -55,7 +57,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   duct_channel_opts o = {.max_message_size = 20000, .max_connections = 2, .log = quiet};
   duct_channel *ch;
-  if (duct_channel_open("fuzz", &o, &ch) != DUCT_OK)
+  if (duct__channel_open_with("fuzz", &o, &fake_transport, &ch) != DUCT_OK)
     return 0;
   for (int i = 0; i < MAX_CALLS && !fake_script_done(); i++) {
     duct_status st;
