@@ -1,5 +1,12 @@
 /* runtime/win/server.c - the server side of the Windows transport.
  *
+ * The connection lifecycle, the connection set, admission at
+ * max_connections, the idle timeouts and the send queue are
+ * runtime/conn.c's, shared with POSIX; each connection here is a wconn
+ * that embeds duct__conn first. This file keeps what only named pipes
+ * have: pipe instances, the completion port, overlapped reads and writes,
+ * and how a connection is woken and freed.
+ *
  * Pipe instances. A named pipe is a set of instances; each instance
  * serves one client. The listener keeps `nslots` instances (workers + 2,
  * at least 4) waiting in an overlapped ConnectNamedPipe, and replaces an
@@ -12,8 +19,9 @@
  *
  * Threads. One I/O completion port; every pipe handle is associated with
  * it. `workers` threads block in GetQueuedCompletionStatus; a completion is
- * either an accept (ConnectNamedPipe) or a read. A separate ticker thread
- * calls tick() every 100 ms, so timeouts never wait behind a long handler.
+ * an accept (ConnectNamedPipe), a read or a write. A separate ticker thread
+ * runs conn.c's tick every 100 ms (the idle timeouts, then the core's
+ * tick()), so timeouts never wait behind a long handler.
  *
  * Reads. Each connection has at most one ReadFile outstanding, and the
  * next one is only issued after message() has returned, so a connection
@@ -23,8 +31,24 @@
  * ERROR_MORE_DATA, having delivered the part that fit; the rest is still
  * in the pipe, so the buffer grows to max_frame and the read continues
  * where it stopped. If the message fills even max_frame and there is
- * more, the connection is closed with DUCT_RESOURCE_EXHAUSTED: never
- * truncated, never delivered in part.
+ * more, the core is told (violation()) and the connection is closed with
+ * DUCT_RESOURCE_EXHAUSTED: never truncated, never delivered in part.
+ *
+ * Writes go through the port and never wait. An overlapped WriteFile
+ * reads its buffer until it completes, which may be long after the sender
+ * has returned (a client that does not read), so there is no "write it
+ * now from the caller's memory" here (try_write is NULL): every message is
+ * copied to conn.c's queue, and want_write starts one WriteFile of the
+ * queue's head. Its packet comes to a worker like any other; that worker
+ * pops the head (duct__conn_wrote), which starts the next write while
+ * more are queued. So messages leave in order, one write at a time; a
+ * reply to a client that reads slowly waits in the queue, bounded by the
+ * queue's cap and the idle timeout, not in a worker; and a server with one
+ * worker cannot deadlock on its own write's packet, because nobody waits
+ * for it. A WriteFile that fails at once queues no packet, so we post its
+ * packet ourselves and the failure takes the same path as a failed
+ * completion (duct__conn_wrote cannot be called from want_write, which
+ * runs under the queue's lock).
  *
  * Completion packets. For an overlapped call on a handle associated with
  * a port, Windows queues a packet whenever the call did not fail with an
@@ -34,24 +58,27 @@
  * client connected between CreateNamedPipe and ConnectNamedPipe), for
  * which we post the packet ourselves so all accepts take one path.
  *
- * Writes do not go through the port: duct__conn_send places an event in its
- * OVERLAPPED with the low-order bit set, which tells Windows not to queue
- * a packet, and waits on that event on the sending thread. Routing writes
- * through the port would deadlock a server with one worker whose handler
- * sends a reply and waits for the write's packet that only it could
- * dequeue.
- *
- * Closing. A connection is reference counted: one reference for the read
- * chain (the pending ReadFile or the worker handling its completion) and
- * one per duct__conn_send in progress. duct__conn_close only raises a flag
- * and cancels the pending I/O (CancelIoEx); the cancelled read completes
- * on a worker, which calls closed() - exactly once, since only the read
- * chain does - and drops its reference. The handle is closed and the
- * memory freed when the last reference goes, so nothing is freed while
- * the system may still write into an OVERLAPPED or a buffer. The server
- * end is closed without DisconnectNamedPipe: data already written (a last
- * reply, a GOAWAY) stays readable by the client until it reads
+ * Closing. References: conn.c's own one is held by the read chain (the
+ * pending ReadFile, or the worker handling its completion), and a pending
+ * WriteFile holds one more. duct__conn_close (any thread) records the
+ * reason once and calls abort, which cancels the pending read; the
+ * cancelled read completes on a worker, which ends the connection
+ * (duct__conn_end: closed() exactly once). A read being handled while the
+ * close is asked for sees it before the next ReadFile, or cancels that
+ * ReadFile right after issuing it. Once ended, nothing more is queued
+ * (conn.c checks the reason under the queue's lock), but what was queued
+ * before is still written while the pipe takes it, as a socket buffer
+ * delivers what was sent before a close: a last reply or a GOAWAY is not
+ * lost because the previous write's packet had not been handled yet. A
+ * write that waits for a peer that does not read is cancelled at the
+ * queue's deadline (or at once by listener_free), and its packet drops
+ * the last reference. The handle is closed and the memory freed only
+ * then, so nothing is freed while the system may still use an OVERLAPPED
+ * or a buffer. The server end is closed without DisconnectNamedPipe: what
+ * was already written stays readable by the client until it reads
  * ERROR_BROKEN_PIPE, where DisconnectNamedPipe would discard it.
+ * listener_free waits until every wconn is freed, not only closed, before
+ * it stops the workers: cancelled writes still complete through the port.
  *
  * Peer identity is read on the worker that accepts, before open(): the
  * process id from the pipe, the user from the client's token (security.c).
@@ -63,13 +90,14 @@
 #include "runtime/sys.h"
 #include "runtime/win/win.h"
 #include "runtime/alloc.h"
+#include "runtime/conn.h"
 
 #define FIRST_READ 4096
 #define TICK_MS 100
 #define KEY_IO 0
 #define KEY_QUIT 1
 
-enum { OP_ACCEPT = 1, OP_READ = 2 };
+enum { OP_ACCEPT = 1, OP_READ = 2, OP_WRITE = 3 };
 
 /* Every overlapped operation that completes through the port starts with
  * its OVERLAPPED, so a packet leads back to its owner. */
@@ -84,47 +112,46 @@ typedef struct slot {
   int pending;  /* a packet for op will come */
 } slot;
 
-struct duct__conn {
-  op rd; /* first: a read packet's OVERLAPPED is the conn */
+typedef struct wconn {
+  duct__conn base; /* first: conn.c's view of it */
   duct__listener *l;
   HANDLE pipe;
-  volatile LONG refs;
-  volatile LONG closing;
-  duct_code close_why; /* why closing was set */
-  int opened;          /* open() accepted it: closed() is owed */
-  void *state;
-  uint8_t *buf;
+  op rd;           /* the one pending ReadFile */
+  op wr;           /* the one pending WriteFile (the queue's head) */
+  size_t wr_len;   /* what that WriteFile writes */
+  DWORD wr_err;    /* it failed at once with this; the packet is ours */
+  uint8_t *buf;    /* the message being read */
   size_t cap, got;
-  /* Sends: one at a time, each waiting on send_ev. */
-  SRWLOCK send_lock;
-  HANDLE send_ev;
-  uint8_t *sbuf;
-  size_t scap;
-  duct__conn *prev, *next;
-  duct_peer peer;
-  char user[192];
-};
+  /* Set (under base.mu) when the read chain has ended the connection:
+   * the queue is still written while the pipe takes it (see read_end). */
+  atomic_int draining;
+  struct wconn *prev, *next; /* in l->live, under l->lock */
+} wconn;
 
 struct duct__listener {
   HANDLE iocp;
   wchar_t *name;
   char pname[DUCT__WIN_PIPE_NAME_MAX * 3 + 1]; /* UTF-8, for messages */
-  duct__srv_cb cb;
-  void *core;
+  duct__conn_set set;
   int workers;
-  uint32_t max_frame, max_connections, send_timeout_ms;
+  uint32_t max_frame;
   int allow_remote;
   PSECURITY_DESCRIPTOR sd;
   SECURITY_ATTRIBUTES sa;
 
   SRWLOCK lock; /* guards everything below */
-  CONDITION_VARIABLE idle; /* nconns and npending reached 0 */
+  CONDITION_VARIABLE idle; /* nlive and npending reached 0 */
   int accepting;
   int nslots;
   slot *slots;
   int npending; /* accept packets still to come */
-  duct__conn *conns;
-  uint32_t nconns;
+  /* wconns not yet freed. Not the set's count: a connection leaves the
+   * set when it ends, but lives on until its cancelled write's packet has
+   * come, and the workers must still be there for that packet. */
+  uint32_t nlive;
+  struct wconn *live; /* those wconns, for the ticker and listener_free */
+  /* listener_free: a draining connection's writes are cancelled at once. */
+  atomic_int drain_cut;
 
   int started;
   duct__thread *threads;
@@ -223,130 +250,287 @@ static void close_slots(duct__listener *l) {
   }
 }
 
-/* ---- connections ---- */
+/* ---- connections: what conn.c asks of this platform ---- */
 
-static void conn_unref(duct__conn *c) {
-  if (InterlockedDecrement(&c->refs) != 0)
-    return;
-  CloseHandle(c->pipe);
-  CloseHandle(c->send_ev);
-  duct__free(c->buf);
-  duct__free(c->sbuf);
-  duct__free(c);
+static wconn *wc_of(duct__conn *c) { return (wconn *)(void *)c; }
+
+/* Whether a connection that has ended should stop waiting for its peer to
+ * take the rest of its queue: the queue's own deadline (conn.c's: the
+ * idle timeout from when it became non-empty) has passed, or the listener
+ * is being freed. */
+static int drain_expired(wconn *w) {
+  duct__listener *l = w->l;
+  if (atomic_load(&l->drain_cut))
+    return 1;
+  int64_t since = atomic_load(&w->base.q_since);
+  uint32_t limit = l->set.o.idle_timeout_ms;
+  return limit > 0 && since != 0 && duct__now_ms() - since > (int64_t)limit;
 }
 
-/* The end of a connection's read chain, on a worker: closed() once (if the
- * core ever saw the connection), unlink, drop the chain's reference. */
-static void conn_end(duct__conn *c, duct_code why, const char *detail) {
-  duct__listener *l = c->l;
-  /* From now on sends fail fast instead of writing to a dead connection. */
-  InterlockedExchange(&c->closing, 1);
-  if (c->opened)
-    l->cb.closed(c->state, why, detail);
+/* Starts an overlapped WriteFile of the queue's head. conn.c calls it
+ * with c->mu held, when the queue becomes non-empty and no write is in
+ * progress, and again from duct__conn_wrote while more remain. The
+ * queued node stays at the head (its memory untouched) until the packet
+ * for this write has been handled. */
+static void wc_want_write(duct__conn *c) {
+  wconn *w = wc_of(c);
+  size_t len = 0;
+  const uint8_t *data = duct__conn_head(c, &len);
+  if (data == NULL)
+    return;
+  memset(&w->wr.ov, 0, sizeof w->wr.ov);
+  w->wr.kind = OP_WRITE;
+  w->wr_len = len;
+  w->wr_err = 0;
+  c->writing = 1;
+  /* The pending write's reference: the wconn (its OVERLAPPED, the queued
+   * buffer, the handle) must outlive the write even when the connection
+   * ends first. */
+  duct__conn_ref(c);
+  DWORD e = ERROR_INVALID_PARAMETER; /* a message over 4 GiB cannot be */
+  if (len <= MAXDWORD) {
+    if (WriteFile(w->pipe, data, (DWORD)len, NULL, &w->wr.ov))
+      return; /* done already; its packet is queued all the same */
+    e = GetLastError();
+    if (e == ERROR_IO_PENDING) {
+      /* Waiting for the peer to read. After the end, only until the
+       * queue's deadline (drain_expired); the ticker cancels it later if
+       * it is not past that yet. */
+      if (atomic_load(&w->draining) && drain_expired(w))
+        CancelIoEx(w->pipe, &w->wr.ov);
+      return;
+    }
+  }
+  /* Failed at once: Windows queues no packet, and duct__conn_wrote takes
+   * c->mu, which we hold. Post the packet ourselves; on_write reads
+   * wr_err. */
+  w->wr_err = e;
+  if (PostQueuedCompletionStatus(w->l->iocp, 0, KEY_IO, &w->wr.ov))
+    return;
+  /* Not even that (the system is out of memory): give the reference back
+   * (never the last: whoever sends holds one too) and leave the message
+   * queued. Nothing writes it, so the queue's idle deadline (the tick)
+   * closes the connection. */
+  c->writing = 0;
+  atomic_fetch_sub(&c->refs, 1);
+}
+
+/* Wakes the read chain so it ends the connection: the pending read (if
+ * any) completes with ERROR_OPERATION_ABORTED. If no read is pending (a
+ * worker is inside message()), the reason recorded before this call is
+ * seen before the next ReadFile, or right after it (post_read). */
+static void wc_abort(duct__conn *c) {
+  wconn *w = wc_of(c);
+  CancelIoEx(w->pipe, &w->rd.ov);
+}
+
+static void wc_destroy(duct__conn *c) {
+  wconn *w = wc_of(c);
+  duct__listener *l = w->l;
+  /* Out of the live list before the handle is closed: the ticker cancels
+   * writes through it under l->lock. */
   AcquireSRWLockExclusive(&l->lock);
-  if (c->prev != NULL)
-    c->prev->next = c->next;
+  if (w->prev != NULL)
+    w->prev->next = w->next;
   else
-    l->conns = c->next;
-  if (c->next != NULL)
-    c->next->prev = c->prev;
-  l->nconns--;
-  if (l->nconns == 0 && l->npending == 0)
+    l->live = w->next;
+  if (w->next != NULL)
+    w->next->prev = w->prev;
+  l->nlive--;
+  if (l->nlive == 0 && l->npending == 0)
     WakeAllConditionVariable(&l->idle);
   ReleaseSRWLockExclusive(&l->lock);
-  conn_unref(c);
+  CloseHandle(w->pipe);
+  duct__free(w->buf);
+  duct__free(w);
 }
 
-static void conn_end_err(duct__conn *c, DWORD e, const char *what) {
-  char detail[256];
-  duct_code why;
+static const duct__conn_io wconn_io = {NULL, wc_want_write, wc_abort,
+                                       wc_destroy};
+
+/* The end of a connection's read chain, on a worker: conn.c reports
+ * closed() once and drops its reference. No new message can be queued
+ * after that (the reason is recorded under c->mu, which every send takes).
+ *
+ * What is already queued is still written while the pipe takes it, as on
+ * POSIX, where whatever sendmsg placed in the socket buffer before the
+ * close reaches the peer: a handler that sends its last reply or a
+ * GOAWAY and then closes must not lose it because the packet of the
+ * write before it had not been handled yet (with one worker it never has
+ * been: that worker is the one ending the connection). conn.c stops
+ * writing once a connection is closing, so the drain is driven from here
+ * and on_write. It is bounded by the queue's deadline (drain_expired):
+ * a write waiting for a peer that does not read is cancelled then (by
+ * want_write, here, or by the ticker), and its packet drops the last
+ * reference. */
+static void read_end(wconn *w, duct_code why, const char *detail) {
+  duct__conn *c = &w->base;
+  duct__conn_ref(c); /* w stays valid until the drain is set going */
+  duct__conn_end(c, why, detail);
+  duct__mutex_lock(&c->mu);
+  atomic_store(&w->draining, 1);
+  if (c->writing) {
+    if (drain_expired(w))
+      CancelIoEx(w->pipe, &w->wr.ov);
+  } else if (c->qhead != NULL) {
+    wc_want_write(c);
+  }
+  duct__mutex_unlock(&c->mu);
+  duct__conn_unref(c);
+}
+
+static void read_end_err(wconn *w, DWORD e, const char *what) {
   if (e == ERROR_BROKEN_PIPE || e == ERROR_PIPE_NOT_CONNECTED ||
       e == ERROR_NO_DATA) {
     /* The client closed its end: the orderly way to leave. */
-    conn_end(c, DUCT_OK, NULL);
+    read_end(w, DUCT_OK, "the peer closed the connection");
     return;
   }
-  if (e == ERROR_OPERATION_ABORTED && c->closing) {
-    conn_end(c, c->close_why, c->close_why == DUCT_UNAVAILABLE
-                                  ? "the server is stopping"
-                                  : "closed by the server");
+  if (e == ERROR_OPERATION_ABORTED && duct__conn_closing(&w->base)) {
+    /* Cancelled by wc_abort: the reason recorded by duct__conn_close
+     * stands (conn.c keeps the first). */
+    read_end(w, DUCT_CANCELLED, NULL);
     return;
   }
-  why = duct__win_fail(NULL, e, "%s", what);
-  char sys[192];
+  char sys[192], detail[256];
+  duct_code why = duct__win_code(e);
   duct__win_strerror(e, sys, sizeof sys);
-  snprintf(detail, sizeof detail, "%s on %s: %s", what, c->l->pname, sys);
-  conn_end(c, why, detail);
+  snprintf(detail, sizeof detail, "%s on %s: %s", what, w->l->pname, sys);
+  read_end(w, why, detail);
 }
 
-/* Issues the next ReadFile for c (into buf + got). On a synchronous error
+/* Issues the next ReadFile for w (into buf + got). On a synchronous error
  * no packet will come, so the chain ends here. */
-static void post_read(duct__conn *c) {
-  memset(&c->rd.ov, 0, sizeof c->rd.ov);
-  c->rd.kind = OP_READ;
-  if (c->closing) {
-    conn_end_err(c, ERROR_OPERATION_ABORTED, "read");
+static void post_read(wconn *w) {
+  duct__conn *c = &w->base;
+  memset(&w->rd.ov, 0, sizeof w->rd.ov);
+  w->rd.kind = OP_READ;
+  if (duct__conn_closing(c)) {
+    read_end(w, DUCT_CANCELLED, NULL);
     return;
   }
-  BOOL ok = ReadFile(c->pipe, c->buf + c->got, (DWORD)(c->cap - c->got), NULL,
-                     &c->rd.ov);
+  /* Once the ReadFile is issued its packet may be handled by another
+   * worker, which may end and free the connection before we look at it
+   * again below: hold a reference across. */
+  duct__conn_ref(c);
+  BOOL ok = ReadFile(w->pipe, w->buf + w->got, (DWORD)(w->cap - w->got), NULL,
+                     &w->rd.ov);
   DWORD e = ok ? 0 : GetLastError();
   if (ok || e == ERROR_IO_PENDING || e == ERROR_MORE_DATA) {
     /* A packet will come. A duct__conn_close that ran between the check
      * above and ReadFile found nothing to cancel: cancel it now. */
-    if (c->closing)
-      CancelIoEx(c->pipe, &c->rd.ov);
+    if (duct__conn_closing(c))
+      CancelIoEx(w->pipe, &w->rd.ov);
+    duct__conn_unref(c);
     return;
   }
-  conn_end_err(c, e, "ReadFile");
+  duct__conn_unref(c); /* the read chain's reference is still held */
+  read_end_err(w, e, "ReadFile");
 }
 
-static void on_read(duct__conn *c, DWORD n, DWORD e) {
-  duct__listener *l = c->l;
+/* Gives back a read buffer grown to max_frame once nothing more waits in
+ * the pipe. The pending read's buffer is what an idle connection costs,
+ * and each connection has its own (the read completes on whichever worker
+ * gets the packet, so a worker's buffer cannot be used as on POSIX):
+ * without this, every connection that ever received one large frame would
+ * hold max_frame for as long as it stays open, outside the core's budget
+ * for partial messages. While frames keep waiting (a large message
+ * arriving in fragments) the large buffer is kept, so a stream of them
+ * does not reallocate for each one. */
+static void shrink_idle(wconn *w) {
+  size_t first = w->l->max_frame < FIRST_READ ? w->l->max_frame : FIRST_READ;
+  DWORD avail = 0;
+  if (w->cap <= first ||
+      (PeekNamedPipe(w->pipe, NULL, 0, NULL, &avail, NULL) && avail > 0))
+    return;
+  uint8_t *small = duct__malloc(first);
+  if (small == NULL)
+    return; /* keep the large one */
+  duct__free(w->buf);
+  w->buf = small;
+  w->cap = first;
+}
+
+static void on_read(wconn *w, DWORD n, DWORD e) {
+  duct__listener *l = w->l;
+  duct__conn *c = &w->base;
   if (e == 0 || e == ERROR_MORE_DATA)
-    c->got += n;
+    w->got += n;
   if (e == ERROR_MORE_DATA) {
-    if (c->got >= l->max_frame) {
+    if (w->got >= l->max_frame) {
       char detail[160];
       snprintf(detail, sizeof detail,
                "a message on %s is larger than max_frame (%lu bytes)",
                l->pname, (unsigned long)l->max_frame);
-      conn_end(c, DUCT_RESOURCE_EXHAUSTED, detail);
+      /* The core logs it and may say GOAWAY before the connection goes. */
+      if (l->set.cb.violation != NULL)
+        l->set.cb.violation(c->state, DUCT_RESOURCE_EXHAUSTED, detail);
+      read_end(w, DUCT_RESOURCE_EXHAUSTED, detail);
       return;
     }
-    if (c->got == c->cap) {
-      uint8_t *nb = duct__realloc(c->buf, l->max_frame);
+    if (w->got == w->cap) {
+      uint8_t *nb = duct__realloc(w->buf, l->max_frame);
       if (nb == NULL) {
-        conn_end(c, DUCT_RESOURCE_EXHAUSTED, "out of memory");
+        read_end(w, DUCT_RESOURCE_EXHAUSTED,
+                 "out of memory growing the read buffer to max_frame");
         return;
       }
-      c->buf = nb;
-      c->cap = l->max_frame;
+      w->buf = nb;
+      w->cap = l->max_frame;
     }
-    post_read(c);
+    post_read(w);
     return;
   }
   if (e != 0) {
-    conn_end_err(c, e, "ReadFile");
+    read_end_err(w, e, "ReadFile");
     return;
   }
-  if (c->closing) {
-    conn_end_err(c, ERROR_OPERATION_ABORTED, "read");
+  if (duct__conn_closing(c)) {
+    read_end(w, DUCT_CANCELLED, NULL);
     return;
   }
-  size_t len = c->got;
-  c->got = 0;
+  size_t len = w->got;
+  w->got = 0;
+  atomic_store(&c->last_active, duct__now_ms());
   /* 1 (a reply went out) changes nothing here: one ReadFile is pending
    * per connection either way. */
-  if (l->cb.message(c->state, c->buf, len) < 0) {
-    if (!c->closing) {
-      c->close_why = DUCT_CANCELLED;
-      InterlockedExchange(&c->closing, 1);
-    }
-    conn_end_err(c, ERROR_OPERATION_ABORTED, "read");
+  if (l->set.cb.message(c->state, w->buf, len) < 0) {
+    read_end(w, DUCT_CANCELLED,
+             "the server closed the connection after a message");
     return;
   }
-  post_read(c);
+  shrink_idle(w);
+  post_read(w);
+}
+
+/* The packet of the write wc_want_write started: pop the head (conn.c
+ * starts the next write if more are queued), then drop the write's
+ * reference. */
+static void on_write(wconn *w, DWORD n, DWORD e) {
+  duct__conn *c = &w->base;
+  if (e == 0)
+    e = w->wr_err;
+  if (e == 0 && n != w->wr_len)
+    e = ERROR_WRITE_FAULT; /* message mode writes all or nothing */
+  if (e != 0 && !(e == ERROR_OPERATION_ABORTED && duct__conn_closing(c))) {
+    /* The reason, before duct__conn_wrote records a generic one. A
+     * cancelled write of a connection that ended already needs none. */
+    char sys[192], detail[256];
+    duct__win_strerror(e, sys, sizeof sys);
+    snprintf(detail, sizeof detail, "WriteFile on %s: %s", w->l->pname, sys);
+    duct_code why = duct__win_code(e);
+    duct__conn_close(c, why == DUCT_OK ? DUCT_UNAVAILABLE : why, detail);
+  }
+  duct__conn_wrote(c, e == 0);
+  /* conn.c writes no more once the connection is closing; after the end,
+   * the rest of the queue is ours to write (read_end). */
+  if (e == 0 && atomic_load(&w->draining)) {
+    duct__mutex_lock(&c->mu);
+    if (!c->writing && c->qhead != NULL)
+      wc_want_write(c);
+    duct__mutex_unlock(&c->mu);
+  }
+  duct__conn_unref(c);
 }
 
 static void on_accept(duct__listener *l, slot *s, DWORD e) {
@@ -362,63 +546,52 @@ static void on_accept(duct__listener *l, slot *s, DWORD e) {
       CloseHandle(h);
     if (l->accepting)
       arm_slot(l, s);
-    if (l->nconns == 0 && l->npending == 0)
+    if (l->nlive == 0 && l->npending == 0)
       WakeAllConditionVariable(&l->idle);
     ReleaseSRWLockExclusive(&l->lock);
     return;
   }
   /* Listen again at once, before serving this client. */
   arm_slot(l, s);
-  duct__conn *c = NULL;
-  if (l->nconns < l->max_connections) {
-    c = duct__calloc(1, sizeof *c);
-    if (c != NULL) {
-      c->buf = duct__malloc(l->max_frame < FIRST_READ ? l->max_frame : FIRST_READ);
-      c->send_ev = CreateEventW(NULL, TRUE, FALSE, NULL);
-      if (c->buf == NULL || c->send_ev == NULL) {
-        if (c->send_ev != NULL)
-          CloseHandle(c->send_ev);
-        duct__free(c->buf);
-        duct__free(c);
-        c = NULL;
-      }
-    }
+  size_t first = l->max_frame < FIRST_READ ? l->max_frame : FIRST_READ;
+  wconn *w = duct__calloc(1, sizeof *w);
+  if (w != NULL && (w->buf = duct__malloc(first)) == NULL) {
+    duct__free(w);
+    w = NULL;
   }
-  if (c == NULL) {
-    /* Over max_connections (or out of memory): accept and close at once;
-     * the client reads ERROR_BROKEN_PIPE. */
+  if (w == NULL) {
+    /* Out of memory: accept and close at once; the client reads
+     * ERROR_BROKEN_PIPE. */
     ReleaseSRWLockExclusive(&l->lock);
     CloseHandle(h);
     return;
   }
-  c->l = l;
-  c->pipe = h;
-  c->refs = 1;
-  c->cap = l->max_frame < FIRST_READ ? l->max_frame : FIRST_READ;
-  InitializeSRWLock(&c->send_lock);
-  c->peer.user = c->user;
-  c->next = l->conns;
-  if (l->conns != NULL)
-    l->conns->prev = c;
-  l->conns = c;
-  l->nconns++;
+  l->nlive++; /* from here on wc_destroy frees it */
+  w->l = l;
+  w->pipe = h;
+  w->next = l->live;
+  if (l->live != NULL)
+    l->live->prev = w;
+  l->live = w;
   ReleaseSRWLockExclusive(&l->lock);
 
+  duct__conn_init(&w->base, &l->set);
+  w->cap = first;
   /* Who is it? The process id comes from the pipe; the user from the
    * client's token (see security.c for when that needs a fallback). */
   ULONG pid = 0;
-  if (!GetNamedPipeClientProcessId(c->pipe, &pid))
+  if (!GetNamedPipeClientProcessId(h, &pid))
     pid = 0;
-  c->peer.pid = (uint32_t)pid;
-  duct__win_client_user(c->pipe, pid, c->user, sizeof c->user);
-  c->state = l->cb.open(l->core, c, &c->peer);
-  if (c->state == NULL) {
-    /* Refused: closed() is not owed; the client reads ERROR_BROKEN_PIPE. */
-    conn_end(c, DUCT_PERMISSION_DENIED, NULL);
+  w->base.peer.pid = (uint32_t)pid;
+  duct__win_client_user(h, pid, w->base.user, sizeof w->base.user);
+  /* Refused (stopping, full of busy connections, or by the core): no
+   * closed() is owed; the last reference closes the handle and the
+   * client reads ERROR_BROKEN_PIPE. */
+  if (!duct__conn_admit(&w->base)) {
+    duct__conn_unref(&w->base);
     return;
   }
-  c->opened = 1;
-  post_read(c);
+  post_read(w);
 }
 
 /* Handles one packet; returns 0 on the quit packet. timeout_ms bounds the
@@ -432,10 +605,17 @@ static int run_once(duct__listener *l, DWORD timeout_ms) {
   if (ov == NULL)
     return key == KEY_QUIT && ok ? 0 : -1;
   op *o = CONTAINING_RECORD(ov, op, ov);
-  if (o->kind == OP_ACCEPT)
+  switch (o->kind) {
+  case OP_ACCEPT:
     on_accept(l, (slot *)o, e);
-  else
-    on_read((duct__conn *)o, n, e);
+    break;
+  case OP_READ:
+    on_read(CONTAINING_RECORD(o, wconn, rd), n, e);
+    break;
+  case OP_WRITE:
+    on_write(CONTAINING_RECORD(o, wconn, wr), n, e);
+    break;
+  }
   return 1;
 }
 
@@ -445,14 +625,25 @@ static void worker_main(void *arg) {
   }
 }
 
+/* Under l->lock: cancels the pending write of each draining connection
+ * past its deadline (all of them: `all`). */
+static void cancel_drains(duct__listener *l, int all) {
+  for (wconn *w = l->live; w != NULL; w = w->next)
+    if (atomic_load(&w->draining) && (all || drain_expired(w)))
+      CancelIoEx(w->pipe, &w->wr.ov);
+}
+
 static void ticker_main(void *arg) {
   duct__listener *l = arg;
   while (WaitForSingleObject(l->tick_stop, TICK_MS) == WAIT_TIMEOUT) {
-    if (l->cb.tick != NULL)
-      l->cb.tick(l->core);
+    /* Stalled messages and unread replies, then the core's tick(). */
+    duct__conn_set_tick(&l->set);
+    AcquireSRWLockExclusive(&l->lock);
+    /* Ended connections whose peer has not taken the rest of the queue in
+     * time: cancel the write (a no-op if none is pending). */
+    cancel_drains(l, 0);
     /* Slots left empty when the system refused an instance get another
      * chance here. */
-    AcquireSRWLockExclusive(&l->lock);
     for (int i = 0; l->accepting && i < l->nslots; i++)
       if (l->slots[i].pipe == NULL && !l->slots[i].pending)
         arm_slot(l, &l->slots[i]);
@@ -462,20 +653,22 @@ static void ticker_main(void *arg) {
 
 /* ---- the listener ---- */
 
-/* Waits until no connection and no accept packet is left. Without worker
- * threads (a listener never started, or failing in duct__listen) the
- * calling thread handles the packets itself. */
+/* Waits until every wconn is freed and no accept packet is left. Without
+ * worker threads (a listener never started, or failing in duct__listen)
+ * the calling thread handles the packets itself; there can be no wconn
+ * then (only an accepting listener makes them, and accepting has
+ * stopped). */
 static void wait_idle(duct__listener *l) {
   if (l->started) {
     AcquireSRWLockExclusive(&l->lock);
-    while (l->nconns != 0 || l->npending != 0)
+    while (l->nlive != 0 || l->npending != 0)
       SleepConditionVariableSRW(&l->idle, &l->lock, INFINITE, 0);
     ReleaseSRWLockExclusive(&l->lock);
     return;
   }
   for (;;) {
     AcquireSRWLockExclusive(&l->lock);
-    int busy = l->nconns != 0 || l->npending != 0;
+    int busy = l->nlive != 0 || l->npending != 0;
     ReleaseSRWLockExclusive(&l->lock);
     if (!busy)
       return;
@@ -490,6 +683,7 @@ static void listener_destroy(duct__listener *l) {
     CloseHandle(l->tick_stop);
   if (l->sd != NULL)
     LocalFree(l->sd);
+  duct__conn_set_destroy(&l->set);
   duct__free(l->threads);
   duct__free(l->slots);
   duct__free(l->name);
@@ -505,18 +699,17 @@ duct_code duct__listen(const char *address, const duct__listen_opts *o,
   duct__listener *l = duct__calloc(1, sizeof *l);
   if (l == NULL)
     return duct__win_msg(err, DUCT_RESOURCE_EXHAUSTED, "out of memory");
+  duct__conn_set_opts so = {o->max_connections, o->idle_timeout_ms,
+                            o->queue_cap};
+  duct__conn_set_init(&l->set, &wconn_io, cb, core, &so);
   duct_code rc = duct__win_pipe_name(address, &l->name, err);
   if (rc != DUCT_OK) {
-    duct__free(l);
+    listener_destroy(l);
     return rc;
   }
   duct__win_narrow(l->name, l->pname, sizeof l->pname);
-  l->cb = *cb;
-  l->core = core;
   l->workers = o->workers;
   l->max_frame = o->max_frame;
-  l->max_connections = o->max_connections ? o->max_connections : UINT32_MAX;
-  l->send_timeout_ms = o->send_timeout_ms;
   l->allow_remote = o->allow_remote;
   InitializeSRWLock(&l->lock);
   InitializeConditionVariable(&l->idle);
@@ -639,6 +832,11 @@ void duct__listener_stop_accepting(duct__listener *l) {
   ReleaseSRWLockExclusive(&l->lock);
 }
 
+void duct__listener_each(duct__listener *l, void (*fn)(duct__conn *c, void *arg),
+                         void *arg) {
+  duct__conn_set_each(&l->set, fn, arg);
+}
+
 void duct__listener_free(duct__listener *l) {
   if (l == NULL)
     return;
@@ -647,17 +845,18 @@ void duct__listener_free(duct__listener *l) {
     SetEvent(l->tick_stop);
     duct__thread_join(&l->ticker);
   }
+  /* Every connection is closed (its read cancelled); the workers end each
+   * one, and this returns when the last closed() has. */
+  duct__conn_set_close_all(&l->set, l->started);
+  /* Stopping means now: what an ended connection still had queued is
+   * written only if the pipe takes it at once. A drain starting after the
+   * walk sees drain_cut itself. */
+  atomic_store(&l->drain_cut, 1);
   AcquireSRWLockExclusive(&l->lock);
-  for (duct__conn *c = l->conns; c != NULL; c = c->next) {
-    if (!c->closing) {
-      c->close_why = DUCT_UNAVAILABLE;
-      InterlockedExchange(&c->closing, 1);
-    }
-    /* Cancels the pending read (and any send in progress); a read being
-     * handled right now sees the flag when message() returns. */
-    CancelIoEx(c->pipe, NULL);
-  }
+  cancel_drains(l, 1);
   ReleaseSRWLockExclusive(&l->lock);
+  /* Then the packets of cancelled writes and of cancelled accepts: the
+   * workers must still be running for them. */
   wait_idle(l);
   if (l->started) {
     for (int i = 0; i < l->workers; i++)
@@ -666,86 +865,4 @@ void duct__listener_free(duct__listener *l) {
       duct__thread_join(&l->threads[i]);
   }
   listener_destroy(l);
-}
-
-/* ---- sending ---- */
-
-duct_code duct__conn_send(duct__conn *c, const duct__iov *iov, int n) {
-  if (c->closing)
-    return DUCT_UNAVAILABLE;
-  InterlockedIncrement(&c->refs);
-  AcquireSRWLockExclusive(&c->send_lock);
-  duct_code rc = DUCT_OK;
-  const void *data = NULL;
-  size_t len = 0;
-  for (int i = 0; i < n; i++)
-    len += iov[i].len;
-  if (n == 1) {
-    data = iov[0].base;
-  } else if (len > 0) {
-    /* WriteFile takes one buffer; gather the pieces (header and payload)
-     * so they leave as one message. */
-    if (c->scap < len) {
-      uint8_t *nb = duct__realloc(c->sbuf, len);
-      if (nb == NULL) {
-        rc = DUCT_RESOURCE_EXHAUSTED;
-        goto out;
-      }
-      c->sbuf = nb;
-      c->scap = len;
-    }
-    size_t off = 0;
-    for (int i = 0; i < n; i++) {
-      if (iov[i].len > 0)
-        memcpy(c->sbuf + off, iov[i].base, iov[i].len);
-      off += iov[i].len;
-    }
-    data = c->sbuf;
-  }
-  if (len > MAXDWORD) {
-    rc = DUCT_INVALID_ARGUMENT;
-    goto out;
-  }
-  OVERLAPPED ov;
-  memset(&ov, 0, sizeof ov);
-  /* The low-order bit: no completion packet for this write (see top). */
-  ov.hEvent = (HANDLE)((ULONG_PTR)c->send_ev | 1);
-  DWORD wrote = 0, e = 0;
-  int timed_out = 0;
-  BOOL ok = WriteFile(c->pipe, data, (DWORD)len, NULL, &ov);
-  if (!ok && (e = GetLastError()) == ERROR_IO_PENDING) {
-    if (c->closing)
-      CancelIoEx(c->pipe, &ov);
-    DWORD ms = c->l->send_timeout_ms ? c->l->send_timeout_ms : INFINITE;
-    if (WaitForSingleObject(c->send_ev, ms) == WAIT_TIMEOUT) {
-      /* The client does not read. Cancel, then wait for the cancellation
-       * to land: the OVERLAPPED is on this stack. */
-      CancelIoEx(c->pipe, &ov);
-      timed_out = 1;
-      WaitForSingleObject(c->send_ev, INFINITE);
-    }
-    ok = GetOverlappedResult(c->pipe, &ov, &wrote, FALSE);
-    e = ok ? 0 : GetLastError();
-  } else if (ok) {
-    GetOverlappedResult(c->pipe, &ov, &wrote, FALSE);
-  }
-  if (ok)
-    rc = wrote == len ? DUCT_OK : DUCT_UNAVAILABLE;
-  else if (e == ERROR_OPERATION_ABORTED)
-    rc = timed_out ? DUCT_DEADLINE_EXCEEDED : DUCT_UNAVAILABLE;
-  else
-    rc = duct__win_code(e) == DUCT_RESOURCE_EXHAUSTED ? DUCT_RESOURCE_EXHAUSTED
-                                                       : DUCT_UNAVAILABLE;
-out:
-  ReleaseSRWLockExclusive(&c->send_lock);
-  conn_unref(c);
-  return rc;
-}
-
-void duct__conn_close(duct__conn *c) {
-  if (c->closing)
-    return;
-  c->close_why = DUCT_CANCELLED;
-  if (InterlockedExchange(&c->closing, 1) == 0)
-    CancelIoEx(c->pipe, NULL);
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/conn.h"
 #include "runtime/sys.h"
 #include "runtime/transport.h"
 
@@ -20,18 +21,19 @@ enum tmode {
   T_SILENT, /* never answer */
   T_BIG,    /* answer with big_len bytes of pattern */
   T_DOUBLE, /* send each message back twice */
-  T_FLOOD,  /* answer with 64 KiB sends until one fails */
+  T_FLOOD,  /* answer with 64 sends of 64 KiB, stopping at a failure */
 };
 
 typedef struct tcore {
   enum tmode mode;
   size_t big_len;
   HANDLE opened, closed, got_msg, ticked, sent;
-  volatile LONG nopen, nclosed, nmsg, nticks;
+  volatile LONG nopen, nclosed, nmsg, nticks, nviolations;
   uint32_t peer_pid;
   char peer_user[192];
   int peer_user_null;
   duct_code why;
+  duct_code violation_code;
   size_t last_len;
   duct_code send_rc;
   duct__conn *last_conn;
@@ -52,6 +54,9 @@ static inline void *t_open(void *core, duct__conn *c, const duct_peer *p) {
   if (p->user != NULL)
     snprintf(t->peer_user, sizeof t->peer_user, "%s", p->user);
   t->last_conn = c;
+  /* No HELLO in this core: the wait for it (conn.c counts it as a partial
+   * message) ends here, so the idle timeout applies only to the queue. */
+  atomic_store(&c->partial_since, 0);
   InterlockedIncrement(&t->nopen);
   SetEvent(t->opened);
   return tc;
@@ -117,7 +122,19 @@ static inline void t_tick(void *core) {
   SetEvent(t->ticked);
 }
 
-static const duct__srv_cb t_cb = {t_open, t_message, t_closed, t_tick};
+/* A message over max_frame: the transport tells the core before closing. */
+static inline void t_violation(void *state, duct_code code, const char *why) {
+  tconn *tc = state;
+  (void)why;
+  tc->core->violation_code = code;
+  InterlockedIncrement(&tc->core->nviolations);
+}
+
+static const duct__srv_cb t_cb = {.open = t_open,
+                                  .message = t_message,
+                                  .closed = t_closed,
+                                  .violation = t_violation,
+                                  .tick = t_tick};
 
 static inline void t_init(tcore *t, enum tmode mode) {
   memset(t, 0, sizeof *t);
@@ -143,7 +160,9 @@ static inline duct__listen_opts t_opts(void) {
   o.workers = 2;
   o.max_frame = 65536;
   o.max_connections = 1024;
-  o.send_timeout_ms = 5000;
+  /* What duct_server uses for a 64 KiB max message (server/server.c). */
+  o.queue_cap = 2 * 65536 + 65536;
+  o.idle_timeout_ms = 10000;
   return o;
 }
 

@@ -210,6 +210,9 @@ static void test_oversize_message_closes_connection(void **state) {
   assert_int_equal(WaitForSingleObject(s.t.closed, WAIT_MS), WAIT_OBJECT_0);
   assert_int_equal(s.t.why, DUCT_RESOURCE_EXHAUSTED);
   assert_int_equal(s.t.nmsg, 1); /* only "hi" */
+  /* The core was told why before the connection went. */
+  assert_int_equal(s.t.nviolations, 1);
+  assert_int_equal(s.t.violation_code, DUCT_RESOURCE_EXHAUSTED);
   /* The client sees the connection gone. */
   assert_int_equal(duct__link_recv(k, buf, sizeof buf, &len,
                                    t_deadline(WAIT_MS)),
@@ -281,19 +284,72 @@ static void test_transact_deadline_cancels(void **state) {
   server_down(&s);
 }
 
-/* A client that never reads: duct__conn_send gives up after
- * send_timeout_ms. */
-static void test_send_timeout(void **state) {
+/* A client that never reads. Sends never wait for a peer (core v2): what
+ * the pipe does not take is queued, so the handler returns at once; the
+ * send that would pass the queue's cap fails with RESOURCE_EXHAUSTED and
+ * the connection is closed. One worker: that worker is free again at once
+ * and serves the next client, which no write of the first one blocks. */
+static void test_slow_reader_hits_queue_cap(void **state) {
   (void)state;
   server s;
   duct__listen_opts o = t_opts();
-  o.send_timeout_ms = 300;
+  o.workers = 1;
+  o.idle_timeout_ms = 60000; /* so only the cap can end it within WAIT_MS */
   server_up(&s, T_FLOOD, &o);
   duct__link *k = connect_to(&s);
   duct__iov iov = {"go", 2};
   assert_int_equal(duct__link_send(k, &iov, 1, t_deadline(WAIT_MS)), DUCT_OK);
-  assert_int_equal(WaitForSingleObject(s.t.sent, 30000), WAIT_OBJECT_0);
-  assert_int_equal(s.t.send_rc, DUCT_DEADLINE_EXCEEDED);
+  assert_int_equal(WaitForSingleObject(s.t.sent, WAIT_MS), WAIT_OBJECT_0);
+  assert_int_equal(s.t.send_rc, DUCT_RESOURCE_EXHAUSTED);
+  assert_int_equal(WaitForSingleObject(s.t.closed, WAIT_MS), WAIT_OBJECT_0);
+  assert_int_equal(s.t.why, DUCT_RESOURCE_EXHAUSTED);
+
+  /* The one worker serves another client. */
+  duct__link *k2 = connect_to(&s);
+  uint8_t *buf = malloc(65536);
+  size_t len = 0;
+  assert_int_equal(duct__link_send(k2, &iov, 1, t_deadline(WAIT_MS)), DUCT_OK);
+  assert_int_equal(duct__link_recv(k2, buf, 65536, &len, t_deadline(WAIT_MS)),
+                   DUCT_OK);
+  assert_int_equal(len, 65536);
+  duct__link_close(k2);
+
+  /* What reached the first client's pipe before the close is whole, then
+   * the pipe is gone. */
+  duct_code rc;
+  int got = 0;
+  while ((rc = duct__link_recv(k, buf, 65536, &len, t_deadline(WAIT_MS))) ==
+         DUCT_OK) {
+    assert_int_equal(len, 65536);
+    got++;
+  }
+  assert_int_equal(rc, DUCT_UNAVAILABLE);
+  assert_true(got < 64);
+  free(buf);
+  duct__link_close(k);
+  server_down(&s);
+}
+
+/* A client that never reads what fits in the queue: the replies wait in
+ * the queue, not in a worker, and the connection is closed with
+ * DEADLINE_EXCEEDED once they have waited idle_timeout_ms (this replaces
+ * the old per-send timeout). */
+static void test_unread_reply_deadline(void **state) {
+  (void)state;
+  server s;
+  duct__listen_opts o = t_opts();
+  o.queue_cap = 8u << 20; /* all 64 x 64 KiB fit */
+  o.idle_timeout_ms = 300;
+  server_up(&s, T_FLOOD, &o);
+  duct__link *k = connect_to(&s);
+  duct__iov iov = {"go", 2};
+  int64_t t0 = duct__now_ms();
+  assert_int_equal(duct__link_send(k, &iov, 1, t_deadline(WAIT_MS)), DUCT_OK);
+  assert_int_equal(WaitForSingleObject(s.t.sent, WAIT_MS), WAIT_OBJECT_0);
+  assert_int_equal(s.t.send_rc, DUCT_OK);
+  assert_int_equal(WaitForSingleObject(s.t.closed, WAIT_MS), WAIT_OBJECT_0);
+  assert_int_equal(s.t.why, DUCT_DEADLINE_EXCEEDED);
+  assert_true(duct__now_ms() - t0 >= 250); /* not before the deadline */
   duct__link_close(k);
   server_down(&s);
 }
@@ -308,7 +364,7 @@ static void test_conn_close_from_another_thread(void **state) {
   duct__iov iov = {"hello", 5};
   assert_int_equal(duct__link_send(k, &iov, 1, t_deadline(WAIT_MS)), DUCT_OK);
   assert_int_equal(WaitForSingleObject(s.t.got_msg, WAIT_MS), WAIT_OBJECT_0);
-  duct__conn_close(s.t.last_conn);
+  duct__conn_close(s.t.last_conn, DUCT_CANCELLED, "closed by the test");
   assert_int_equal(WaitForSingleObject(s.t.closed, WAIT_MS), WAIT_OBJECT_0);
   assert_int_equal(s.t.why, DUCT_CANCELLED);
   uint8_t buf[8];
@@ -394,6 +450,12 @@ static void test_transact_with_unread_data(void **state) {
                    DUCT_OK);
   assert_memory_equal(buf, "A", 1);
   assert_int_equal(WaitForSingleObject(s.t.sent, WAIT_MS), WAIT_OBJECT_0);
+  /* Sent means queued; the second "A" is in the pipe once its write's
+   * packet has emptied the queue. Nothing signals that, so look. */
+  int64_t until = t_deadline(WAIT_MS);
+  while (duct__conn_has_queue(s.t.last_conn) && duct__now_ms() < until)
+    SwitchToThread();
+  assert_false(duct__conn_has_queue(s.t.last_conn));
   assert_int_equal(duct__link_transact(k, &b, 1, buf, sizeof buf, &len,
                                        t_deadline(WAIT_MS)),
                    DUCT_OK);
@@ -484,7 +546,8 @@ int main(void) {
       cmocka_unit_test(test_oversize_message_closes_connection),
       cmocka_unit_test(test_reply_larger_than_cap),
       cmocka_unit_test(test_transact_deadline_cancels),
-      cmocka_unit_test(test_send_timeout),
+      cmocka_unit_test(test_slow_reader_hits_queue_cap),
+      cmocka_unit_test(test_unread_reply_deadline),
       cmocka_unit_test(test_conn_close_from_another_thread),
       cmocka_unit_test(test_listener_free_closes_everyone),
       cmocka_unit_test(test_free_without_start),
