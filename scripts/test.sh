@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Runs every test duct has: native, asan (ASan+UBSan), windows (mingw-w64
+# Runs every test duct has: native, asan (ASan+UBSan), tsan
+# (ThreadSanitizer: unit, transport, e2e, fault, load), windows (mingw-w64
 # build, tests under Wine) and the bounded fuzz runs. Installs missing
 # dependencies first (scripts/deps.sh). Stops at the first failing preset.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-presets=(default asan windows fuzz)
+presets=(default asan tsan windows fuzz)
 [ $# -gt 0 ] && presets=("$@")
 # The Windows sources are fetched only when the windows preset runs.
 case " ${presets[*]} " in
