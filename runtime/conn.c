@@ -81,8 +81,12 @@ static int set_reason(duct__conn *c, duct_code code, const char *detail) {
 }
 
 void duct__conn_close(duct__conn *c, duct_code code, const char *detail) {
+  /* Once the reason is visible, the owner may end and free c at any
+   * moment: hold a reference until the wake-up is done. */
+  duct__conn_ref(c);
   set_reason(c, code, detail);
   c->set->io->abort(c);
+  duct__conn_unref(c);
 }
 
 int duct__conn_closing(const duct__conn *c) { return atomic_load(&c->close_code) != 0; }

@@ -206,7 +206,10 @@ typedef struct duct__transport_ops {
   uint32_t (*link_peer_pid)(const duct__link *l);
 } duct__transport_ops;
 
-/* This system's transport: runtime/posix's or runtime/win's table. */
+/* This system's transport: the table of runtime/platform.c over
+ * runtime/posix's or runtime/win's functions. */
 extern const duct__transport_ops duct__platform_transport;
+/* "posix" or "win", defined in the platform folder. */
+extern const char duct__platform_name[];
 
 #endif /* DUCT_RUNTIME_TRANSPORT_H */

@@ -9,6 +9,8 @@
 
 #include "posix.h"
 
+const char duct__platform_name[] = "posix";
+
 duct_code duct__posix_code(int errnum) {
   switch (errnum) {
   case 0:

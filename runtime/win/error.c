@@ -7,6 +7,8 @@
 
 #include "runtime/win/win.h"
 
+const char duct__platform_name[] = "win";
+
 duct_code duct__win_code(DWORD e) {
   switch (e) {
   case ERROR_SUCCESS:

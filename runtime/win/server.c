@@ -264,7 +264,12 @@ static int drain_expired(wconn *w) {
     return 1;
   int64_t since = atomic_load(&w->base.q_since);
   uint32_t limit = l->set.o.idle_timeout_ms;
-  return limit > 0 && since != 0 && duct__now_ms() - since > (int64_t)limit;
+  if (limit > 0 && since != 0 && duct__now_ms() - since > (int64_t)limit)
+    return 1;
+  /* Closed because the peer did not read (its reply's deadline, the
+   * queue's cap): what is left is not owed to it. */
+  int code = atomic_load(&w->base.close_code) - 1;
+  return code == DUCT_DEADLINE_EXCEEDED || code == DUCT_RESOURCE_EXHAUSTED;
 }
 
 /* Starts an overlapped WriteFile of the queue's head. conn.c calls it
@@ -372,7 +377,7 @@ static void read_end(wconn *w, duct_code why, const char *detail) {
   if (c->writing) {
     if (drain_expired(w))
       CancelIoEx(w->pipe, &w->wr.ov);
-  } else if (c->qhead != NULL) {
+  } else if (c->qhead != NULL && !drain_expired(w)) {
     wc_want_write(c);
   }
   duct__mutex_unlock(&c->mu);
@@ -526,7 +531,7 @@ static void on_write(wconn *w, DWORD n, DWORD e) {
    * the rest of the queue is ours to write (read_end). */
   if (e == 0 && atomic_load(&w->draining)) {
     duct__mutex_lock(&c->mu);
-    if (!c->writing && c->qhead != NULL)
+    if (!c->writing && c->qhead != NULL && !drain_expired(w))
       wc_want_write(c);
     duct__mutex_unlock(&c->mu);
   }

@@ -32,47 +32,13 @@
 #include "runtime/wire.h"
 #include "sysinfo.h"
 #include "tests/support/proc.h"
-
-static const char *argv0;
-static test_proc *live[4];
-
-/* First connections wait for the child to start; Wine is slow at that. */
-#define START_MS 20000
+#include "e2e_util.h"
 
 /* The uid the probe server becomes for the foreign-server test: nobody. */
 #define OTHER_UID 65534u
 
 static test_proc *spawn_probe(const char *const *args, int nargs) {
-  char exe[4096];
-  snprintf(exe, sizeof exe, "%s", test_sibling_exe(argv0, "duct-probe-server"));
-  test_proc *p = test_proc_start(exe, args, nargs);
-  assert_non_null(p);
-  for (int i = 0; i < 4; i++) {
-    if (!live[i]) {
-      live[i] = p;
-      break;
-    }
-  }
-  return p;
-}
-
-static void reap(test_proc *p) {
-  for (int i = 0; i < 4; i++)
-    if (live[i] == p)
-      live[i] = NULL;
-  test_proc_free(p);
-}
-
-/* A failing test must not leave a child behind (it would hang ctest). */
-static int teardown(void **state) {
-  (void)state;
-  for (int i = 0; i < 4; i++) {
-    if (live[i]) {
-      test_proc_free(live[i]);
-      live[i] = NULL;
-    }
-  }
-  return 0;
+  return e2e_spawn("duct-probe-server", args, nargs);
 }
 
 /* The last error line duct logged: duct_channel_open's refusal says why
@@ -99,7 +65,7 @@ static void shutdown_server(duct_channel *ch, test_proc *p) {
   assert_int_equal(duct_test_probe_shutdown(ch, &req, &reply, NULL), DUCT_OK);
   duct__test__empty__free_unpacked(reply, NULL);
   assert_int_equal(test_proc_wait(p, 15000), 0);
-  reap(p);
+  e2e_reap(p);
 }
 
 static int on_windows(const char *self) { return strncmp(self, "S-", 2) == 0; }
@@ -320,13 +286,13 @@ static void test_long_error_message_cut_at_a_character(void **state) {
 
 int main(int argc, char **argv) {
   (void)argc;
-  argv0 = argv[0];
+  e2e_init(argv[0]);
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_teardown(test_own_server_admitted, teardown),
-      cmocka_unit_test_teardown(test_expected_other_user_refused, teardown),
-      cmocka_unit_test_teardown(test_malformed_expected_user_refused_at_once, teardown),
-      cmocka_unit_test_teardown(test_server_of_another_user_refused, teardown),
-      cmocka_unit_test_teardown(test_long_error_message_cut_at_a_character, teardown),
+      cmocka_unit_test_teardown(test_own_server_admitted, e2e_teardown),
+      cmocka_unit_test_teardown(test_expected_other_user_refused, e2e_teardown),
+      cmocka_unit_test_teardown(test_malformed_expected_user_refused_at_once, e2e_teardown),
+      cmocka_unit_test_teardown(test_server_of_another_user_refused, e2e_teardown),
+      cmocka_unit_test_teardown(test_long_error_message_cut_at_a_character, e2e_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

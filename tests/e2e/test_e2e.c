@@ -22,114 +22,14 @@
 #include "runtime/wire.h"
 #include "sysinfo.h"
 #include "tests/support/proc.h"
-
-static const char *argv0;
-static int server_seq;
-
-/* Every child a test starts, so a failing test's teardown can kill them:
- * a leftover child would hold the test's output open and hang ctest. */
-static test_proc *live[8];
-
-static test_proc *spawn(const char *name, const char *const *args, int nargs) {
-  char exe[4096];
-  snprintf(exe, sizeof exe, "%s", test_sibling_exe(argv0, name));
-  test_proc *p = test_proc_start(exe, args, nargs);
-  assert_non_null(p);
-  for (int i = 0; i < 8; i++) {
-    if (!live[i]) {
-      live[i] = p;
-      break;
-    }
-  }
-  return p;
-}
-
-static void reap(test_proc *p) {
-  for (int i = 0; i < 8; i++)
-    if (live[i] == p)
-      live[i] = NULL;
-  test_proc_free(p); /* kills it if still running */
-}
-
-static int teardown(void **state) {
-  (void)state;
-  for (int i = 0; i < 8; i++) {
-    if (live[i]) {
-      test_proc_free(live[i]);
-      live[i] = NULL;
-    }
-  }
-  return 0;
-}
-
-/* First connections wait for the child to start; Wine is slow at that. */
-#define START_MS 20000
-
-typedef struct fixture {
-  test_proc *server;
-  char address[128];
-  duct_channel *ch;
-} fixture;
-
-/* Starts duct-probe-server with extra arguments and connects to it. */
-static fixture *start_probe(const char *const *extra, int nextra) {
-  fixture *f = calloc(1, sizeof *f);
-  assert_non_null(f);
-  char tag[32];
-  snprintf(tag, sizeof tag, "probe%d", ++server_seq);
-  snprintf(f->address, sizeof f->address, "%s", test_address(tag));
-  const char *args[8] = {f->address};
-  for (int i = 0; i < nextra; i++)
-    args[1 + i] = extra[i];
-  f->server = spawn("duct-probe-server", args, 1 + nextra);
-  duct_channel_opts co = {.connect_timeout_ms = START_MS};
-  assert_int_equal(duct_channel_open(f->address, &co, &f->ch), DUCT_OK);
-  return f;
-}
-
-/* Asks the server to shut down and checks it exits 0 (a graceful stop). */
-static void stop_probe(fixture *f) {
-  Duct__Test__Empty req = DUCT__TEST__EMPTY__INIT, *reply;
-  assert_int_equal(duct_test_probe_shutdown(f->ch, &req, &reply, NULL), DUCT_OK);
-  duct__test__empty__free_unpacked(reply, NULL);
-  assert_int_equal(test_proc_wait(f->server, 15000), 0);
-  duct_channel_close(f->ch);
-  reap(f->server);
-  free(f);
-}
-
-static duct_code echo(duct_channel *ch, const uint8_t *data, size_t len, uint32_t tag,
-                      Duct__Test__Blob **reply, duct_status *st) {
-  Duct__Test__Blob req = DUCT__TEST__BLOB__INIT;
-  req.data.data = (uint8_t *)data;
-  req.data.len = len;
-  req.tag = tag;
-  duct_call_opts o = {.deadline_ms = 30000, .status = st};
-  return duct_test_probe_echo(ch, &req, reply, &o);
-}
-
-static void echo_ok(duct_channel *ch) {
-  Duct__Test__Blob *reply;
-  duct_status st;
-  assert_int_equal(echo(ch, (const uint8_t *)"ping", 4, 7, &reply, &st), DUCT_OK);
-  assert_int_equal(reply->tag, 7);
-  assert_memory_equal(reply->data.data, "ping", 4);
-  duct__test__blob__free_unpacked(reply, NULL);
-}
-
-static Duct__Test__Stats *get_stats(duct_channel *ch) {
-  Duct__Test__Empty req = DUCT__TEST__EMPTY__INIT;
-  Duct__Test__Stats *s;
-  assert_int_equal(duct_test_probe_get_stats(ch, &req, &s, NULL), DUCT_OK);
-  return s;
-}
+#include "e2e_util.h"
 
 /* Waits (bounded) until the server reports `n` Sleep handlers running:
  * the event that a call is in progress on the server. */
 static void wait_sleeping(duct_channel *ch, unsigned n) {
   int64_t until = duct__now_ms() + 20000;
   for (;;) {
-    Duct__Test__Stats *s = get_stats(ch);
+    Duct__Test__Stats *s = e2e_stats(ch);
     unsigned now = s->sleeping;
     duct__test__stats__free_unpacked(s, NULL);
     if (now == n)
@@ -162,36 +62,6 @@ static void sleeper_run(void *arg) {
     duct__test__sleep_reply__free_unpacked(reply, NULL);
 }
 
-/* ---- raw protocol, as a hostile or broken peer ---- */
-
-static duct__link *raw_connect(const char *address) {
-  duct__link *l;
-  duct__err err;
-  assert_int_equal(duct__link_open(address, duct__now_ms() + START_MS, &l, &err), DUCT_OK);
-  uint8_t hello[DUCT__HELLO_MSG_SIZE], buf[DUCT__DEFAULT_MAX_FRAME];
-  duct__wire_hello(hello, DUCT__DEFAULT_MAX_FRAME, DUCT__DEFAULT_MAX_MESSAGE);
-  duct__iov iov = {hello, sizeof hello};
-  size_t len;
-  assert_int_equal(duct__link_transact(l, &iov, 1, buf, sizeof buf, &len, duct__now_ms() + 10000),
-                   DUCT_OK);
-  duct__frame f;
-  const char *why;
-  assert_int_equal(duct__frame_decode(buf, len, &f, &why), DUCT_OK);
-  assert_int_equal(f.type, DUCT__HELLO);
-  return l;
-}
-
-/* Reads one frame; returns its header (type 0 if the link broke). */
-static duct__frame raw_read(duct__link *l, uint8_t *buf, size_t cap, int timeout_ms, duct_code *rc) {
-  duct__frame f = {0};
-  size_t len;
-  const char *why;
-  *rc = duct__link_recv(l, buf, cap, &len, duct__now_ms() + timeout_ms);
-  if (*rc == DUCT_OK)
-    assert_int_equal(duct__frame_decode(buf, len, &f, &why), DUCT_OK);
-  return f;
-}
-
 /* ---- tests ---- */
 
 static void test_kv_every_call_shape(void **state) {
@@ -199,7 +69,7 @@ static void test_kv_every_call_shape(void **state) {
   char address[128];
   snprintf(address, sizeof address, "%s", test_address("kv"));
   const char *args[] = {address};
-  test_proc *p = spawn("kv-server", args, 1);
+  test_proc *p = e2e_spawn("kv-server", args, 1);
   duct_channel *ch;
   duct_channel_opts co = {.connect_timeout_ms = START_MS};
   assert_int_equal(duct_channel_open(address, &co, &ch), DUCT_OK);
@@ -251,7 +121,7 @@ static void test_kv_every_call_shape(void **state) {
   assert_string_equal(st.message, "key 'apple' not found");
 
   duct_channel_close(ch);
-  reap(p);
+  e2e_reap(p);
 }
 
 typedef struct hammer {
@@ -268,7 +138,7 @@ static void hammer_run(void *arg) {
     Duct__Test__Blob *reply;
     duct_status st;
     uint32_t tag = (uint32_t)(h->id * 100000 + i);
-    if (echo(h->ch, (const uint8_t *)msg, (size_t)n, tag, &reply, &st) != DUCT_OK) {
+    if (e2e_echo(h->ch, (const uint8_t *)msg, (size_t)n, tag, &reply, &st) != DUCT_OK) {
       h->bad++;
       continue;
     }
@@ -281,7 +151,7 @@ static void hammer_run(void *arg) {
 
 static void test_8_threads_1000_calls_one_channel(void **state) {
   (void)state;
-  fixture *f = start_probe(NULL, 0);
+  fixture *f = e2e_start_probe(NULL, NULL, 0, 1);
   hammer h[8];
   for (int i = 0; i < 8; i++) {
     h[i] = (hammer){f->ch, i, 1000, 0, {{0}}};
@@ -293,18 +163,18 @@ static void test_8_threads_1000_calls_one_channel(void **state) {
     bad += h[i].bad;
   }
   assert_int_equal(bad, 0);
-  stop_probe(f);
+  e2e_stop_probe(f);
 }
 
 static void test_deadline_exceeded_then_usable(void **state) {
   (void)state;
-  fixture *f = start_probe(NULL, 0);
+  fixture *f = e2e_start_probe(NULL, NULL, 0, 1);
   sleeper s = {f->ch, 2000, 300, DUCT_OK, 0, {{0}}};
   sleeper_run(&s);
   assert_int_equal(s.rc, DUCT_DEADLINE_EXCEEDED);
   assert_true(s.elapsed >= 250);
   assert_true(s.elapsed < 1800); /* returned at the deadline, not after the handler */
-  echo_ok(f->ch);                /* the channel still works */
+  e2e_echo_ok(f->ch);                /* the channel still works */
   /* The server saw the deadline: a handler reports what is left. */
   Duct__Test__SleepRequest req = DUCT__TEST__SLEEP_REQUEST__INIT;
   Duct__Test__SleepReply *reply;
@@ -316,12 +186,12 @@ static void test_deadline_exceeded_then_usable(void **state) {
   assert_int_equal(duct_test_probe_sleep(f->ch, &req, &reply, &o), DUCT_OK);
   assert_int_equal(reply->remaining_ms, -1);
   duct__test__sleep_reply__free_unpacked(reply, NULL);
-  stop_probe(f);
+  e2e_stop_probe(f);
 }
 
 static void test_unknown_method(void **state) {
   (void)state;
-  fixture *f = start_probe(NULL, 0);
+  fixture *f = e2e_start_probe(NULL, NULL, 0, 1);
   const duct_method nope = {"/duct.test.Probe/Nope", duct__method_id("/duct.test.Probe/Nope"),
                             &duct__test__blob__descriptor, &duct__test__blob__descriptor, NULL};
   Duct__Test__Blob req = DUCT__TEST__BLOB__INIT;
@@ -331,13 +201,13 @@ static void test_unknown_method(void **state) {
   assert_int_equal(duct_call_unary(f->ch, &nope, &req.base, &reply, &o), DUCT_UNIMPLEMENTED);
   assert_null(reply);
   assert_non_null(strstr(st.message, "no method"));
-  echo_ok(f->ch);
-  stop_probe(f);
+  e2e_echo_ok(f->ch);
+  e2e_stop_probe(f);
 }
 
 static void test_handler_error_carries_message(void **state) {
   (void)state;
-  fixture *f = start_probe(NULL, 0);
+  fixture *f = e2e_start_probe(NULL, NULL, 0, 1);
   Duct__Test__FailRequest req = DUCT__TEST__FAIL_REQUEST__INIT;
   Duct__Test__Empty *reply;
   duct_status st;
@@ -350,12 +220,12 @@ static void test_handler_error_carries_message(void **state) {
   /* A handler returning something that is not a code is reported UNKNOWN. */
   req.code = 99;
   assert_int_equal(duct_test_probe_fail(f->ch, &req, &reply, &o), DUCT_UNKNOWN);
-  stop_probe(f);
+  e2e_stop_probe(f);
 }
 
 static void test_server_killed_mid_call(void **state) {
   (void)state;
-  fixture *f = start_probe(NULL, 0);
+  fixture *f = e2e_start_probe(NULL, NULL, 0, 1);
   duct_channel *watch;
   duct_channel_opts co = {.connect_timeout_ms = 2000};
   assert_int_equal(duct_channel_open(f->address, &co, &watch), DUCT_OK);
@@ -376,41 +246,41 @@ static void test_server_killed_mid_call(void **state) {
   assert_true(duct__now_ms() - t0 < 5000);
   test_proc_wait(f->server, 15000);
   duct_channel_close(f->ch);
-  reap(f->server);
+  e2e_reap(f->server);
   free(f);
 }
 
 static void test_client_killed_mid_call(void **state) {
   (void)state;
-  fixture *f = start_probe(NULL, 0);
+  fixture *f = e2e_start_probe(NULL, NULL, 0, 1);
   const char *args[] = {"--client", f->address, "1500"};
-  test_proc *client = spawn("duct-probe-server", args, 3);
+  test_proc *client = e2e_spawn("duct-probe-server", args, 3);
   wait_sleeping(f->ch, 1);
   test_proc_kill(client);
   test_proc_wait(client, 15000);
-  reap(client);
-  echo_ok(f->ch); /* served while the dead client's handler still runs */
+  e2e_reap(client);
+  e2e_echo_ok(f->ch); /* served while the dead client's handler still runs */
   wait_sleeping(f->ch, 0); /* the handler finished; its reply had nowhere to go */
-  echo_ok(f->ch);
-  stop_probe(f);
+  e2e_echo_ok(f->ch);
+  e2e_stop_probe(f);
 }
 
 static void test_request_over_max_message(void **state) {
   (void)state;
   const char *extra[] = {"--max-message", "100000"};
-  fixture *f = start_probe(extra, 2);
+  fixture *f = e2e_start_probe(NULL, extra, 2, 1);
   size_t n = 150000;
   uint8_t *big = calloc(1, n);
   assert_non_null(big);
   Duct__Test__Blob *reply;
   duct_status st;
   /* The client knows the server's limit from HELLO and refuses locally. */
-  assert_int_equal(echo(f->ch, big, n, 1, &reply, &st), DUCT_RESOURCE_EXHAUSTED);
+  assert_int_equal(e2e_echo(f->ch, big, n, 1, &reply, &st), DUCT_RESOURCE_EXHAUSTED);
   assert_non_null(strstr(st.message, "100000"));
 
   /* A peer that sends it anyway gets RESOURCE_EXHAUSTED from the server,
    * and the connection stays usable. */
-  duct__link *l = raw_connect(f->address);
+  duct__link *l = e2e_raw_connect(f->address, DUCT__DEFAULT_MAX_FRAME);
   uint8_t buf[DUCT__DEFAULT_MAX_FRAME], hdr[DUCT__HEADER_SIZE];
   duct__frame tmpl = {DUCT__VERSION, DUCT__REQUEST, 0, 5, duct_test_probe_service.methods[0].id, 0, 0, 0};
   for (size_t i = 0; i < duct__frag_count(n, DUCT__DEFAULT_MAX_FRAME); i++) {
@@ -419,7 +289,7 @@ static void test_request_over_max_message(void **state) {
     assert_int_equal(duct__link_send(l, iov, k, duct__now_ms() + 10000), DUCT_OK);
   }
   duct_code rc;
-  duct__frame fr = raw_read(l, buf, sizeof buf, 10000, &rc);
+  duct__frame fr = e2e_raw_read(l, buf, sizeof buf, 10000, &rc);
   assert_int_equal(rc, DUCT_OK);
   assert_int_equal(fr.type, DUCT__RESPONSE);
   assert_int_equal(fr.call_id, 5);
@@ -429,18 +299,18 @@ static void test_request_over_max_message(void **state) {
   duct__iov iov[2];
   int k = duct__wire_frag(&tmpl, big, 0, DUCT__DEFAULT_MAX_FRAME, 0, 0, hdr, iov);
   assert_int_equal(duct__link_send(l, iov, k, duct__now_ms() + 10000), DUCT_OK);
-  fr = raw_read(l, buf, sizeof buf, 10000, &rc);
+  fr = e2e_raw_read(l, buf, sizeof buf, 10000, &rc);
   assert_int_equal(rc, DUCT_OK);
   assert_int_equal(fr.call_id, 6);
   assert_int_equal(fr.status, DUCT_OK);
   duct__link_close(l);
   free(big);
-  stop_probe(f);
+  e2e_stop_probe(f);
 }
 
 static void test_garbage_closes_only_that_connection(void **state) {
   (void)state;
-  fixture *f = start_probe(NULL, 0);
+  fixture *f = e2e_start_probe(NULL, NULL, 0, 1);
   /* Not a duct peer at all; then a "DUCT" magic with a version byte of
    * 0x20, which the server answers precisely. */
   static const char *garbage[] = {"GET / HTTP/1.1\r\n\r\n", "DUCT but not really a frame at all, no"};
@@ -453,27 +323,27 @@ static void test_garbage_closes_only_that_connection(void **state) {
     if (g == 0)
       assert_int_equal(duct__link_open(f->address, duct__now_ms() + 10000, &l, &err), DUCT_OK);
     else
-      l = raw_connect(f->address);
+      l = e2e_raw_connect(f->address, DUCT__DEFAULT_MAX_FRAME);
     duct__iov iov = {garbage[g], strlen(garbage[g])};
     assert_int_equal(duct__link_send(l, &iov, 1, duct__now_ms() + 10000), DUCT_OK);
     duct_code rc;
-    duct__frame fr = raw_read(l, buf, sizeof buf, 10000, &rc);
+    duct__frame fr = e2e_raw_read(l, buf, sizeof buf, 10000, &rc);
     assert_int_equal(rc, DUCT_OK);
     assert_int_equal(fr.type, DUCT__GOAWAY);
     assert_int_equal(fr.status, want[g]);
-    raw_read(l, buf, sizeof buf, 10000, &rc);
+    e2e_raw_read(l, buf, sizeof buf, 10000, &rc);
     assert_int_equal(rc, DUCT_UNAVAILABLE); /* then the server hung up */
     duct__link_close(l);
-    echo_ok(f->ch); /* everyone else is still served */
+    e2e_echo_ok(f->ch); /* everyone else is still served */
   }
-  stop_probe(f);
+  e2e_stop_probe(f);
 }
 
 /* A well-formed HELLO offering only protocol versions the server does not
  * speak is answered with GOAWAY FAILED_PRECONDITION naming the versions. */
 static void test_hello_version_mismatch(void **state) {
   (void)state;
-  fixture *f = start_probe(NULL, 0);
+  fixture *f = e2e_start_probe(NULL, NULL, 0, 1);
   duct__link *l;
   duct__err err;
   assert_int_equal(duct__link_open(f->address, duct__now_ms() + 10000, &l, &err), DUCT_OK);
@@ -494,13 +364,13 @@ static void test_hello_version_mismatch(void **state) {
   buf[len < sizeof buf ? len : sizeof buf - 1] = 0;
   assert_non_null(strstr((const char *)buf + DUCT__HEADER_SIZE, "2..3"));
   duct__link_close(l);
-  echo_ok(f->ch);
-  stop_probe(f);
+  e2e_echo_ok(f->ch);
+  e2e_stop_probe(f);
 }
 
 static void test_authorization_hook(void **state) {
   (void)state;
-  fixture *f = start_probe(NULL, 0);
+  fixture *f = e2e_start_probe(NULL, NULL, 0, 1);
   Duct__Test__Empty req = DUCT__TEST__EMPTY__INIT, *reply;
   duct_status st;
   duct_call_opts o = {.status = &st};
@@ -517,7 +387,7 @@ static void test_authorization_hook(void **state) {
    * pid and its user (the uid on POSIX, the token's SID on Windows). */
   char self[256];
   test_self_user(self, sizeof self);
-  Duct__Test__Stats *s = get_stats(f->ch);
+  Duct__Test__Stats *s = e2e_stats(f->ch);
   assert_int_equal(s->forbidden_runs, 0);
   assert_int_equal(s->last_auth_pid, duct__getpid());
   assert_string_equal(s->last_auth_user, self);
@@ -530,23 +400,23 @@ static void test_authorization_hook(void **state) {
   assert_int_equal(who->server_pid, test_proc_pid(f->server));
   assert_string_equal(who->user, self);
   duct__test__peer_info__free_unpacked(who, NULL);
-  stop_probe(f);
+  e2e_stop_probe(f);
 }
 
 static void test_second_server_same_address_fails(void **state) {
   (void)state;
-  fixture *f = start_probe(NULL, 0);
+  fixture *f = e2e_start_probe(NULL, NULL, 0, 1);
   const char *args[] = {f->address};
-  test_proc *second = spawn("duct-probe-server", args, 1);
+  test_proc *second = e2e_spawn("duct-probe-server", args, 1);
   assert_int_equal(test_proc_wait(second, 20000), 2);
-  reap(second);
-  echo_ok(f->ch); /* the first server was not disturbed */
-  stop_probe(f);
+  e2e_reap(second);
+  e2e_echo_ok(f->ch); /* the first server was not disturbed */
+  e2e_stop_probe(f);
 }
 
 static void test_3mib_round_trip(void **state) {
   (void)state;
-  fixture *f = start_probe(NULL, 0);
+  fixture *f = e2e_start_probe(NULL, NULL, 0, 1);
   size_t n = 3u * 1024 * 1024;
   uint8_t *big = malloc(n);
   assert_non_null(big);
@@ -554,19 +424,19 @@ static void test_3mib_round_trip(void **state) {
     big[i] = (uint8_t)(i * 2654435761u >> 24);
   Duct__Test__Blob *reply;
   duct_status st;
-  assert_int_equal(echo(f->ch, big, n, 3, &reply, &st), DUCT_OK);
+  assert_int_equal(e2e_echo(f->ch, big, n, 3, &reply, &st), DUCT_OK);
   assert_int_equal(reply->data.len, n);
   assert_memory_equal(reply->data.data, big, n);
   duct__test__blob__free_unpacked(reply, NULL);
   free(big);
-  stop_probe(f);
+  e2e_stop_probe(f);
 }
 
 static void test_stalled_partial_message_disconnected(void **state) {
   (void)state;
   const char *extra[] = {"--idle-ms", "300"};
-  fixture *f = start_probe(extra, 2);
-  duct__link *l = raw_connect(f->address);
+  fixture *f = e2e_start_probe(NULL, extra, 2, 1);
+  duct__link *l = e2e_raw_connect(f->address, DUCT__DEFAULT_MAX_FRAME);
   static uint8_t payload[1000];
   duct__frame fr = {DUCT__VERSION, DUCT__REQUEST, DUCT__FLAG_MORE, 1,
                     duct_test_probe_service.methods[0].id, 0, 0, sizeof payload};
@@ -575,19 +445,19 @@ static void test_stalled_partial_message_disconnected(void **state) {
   duct__iov iov[2] = {{hdr, sizeof hdr}, {payload, sizeof payload}};
   int64_t t0 = duct__now_ms();
   assert_int_equal(duct__link_send(l, iov, 2, duct__now_ms() + 10000), DUCT_OK);
-  echo_ok(f->ch); /* others are served while this peer stalls */
+  e2e_echo_ok(f->ch); /* others are served while this peer stalls */
   duct_code rc;
-  raw_read(l, buf, sizeof buf, 15000, &rc);
+  e2e_raw_read(l, buf, sizeof buf, 15000, &rc);
   assert_int_equal(rc, DUCT_UNAVAILABLE);
   assert_true(duct__now_ms() - t0 >= 250);
   duct__link_close(l);
-  echo_ok(f->ch);
-  stop_probe(f);
+  e2e_echo_ok(f->ch);
+  e2e_stop_probe(f);
 }
 
 static void test_many_idle_connections_do_not_block_others(void **state) {
   (void)state;
-  fixture *f = start_probe(NULL, 0);
+  fixture *f = e2e_start_probe(NULL, NULL, 0, 1);
   /* 60 peers connect and say nothing, not even HELLO: each holds a
    * connection (a pipe instance on Windows) but no worker. */
   enum { IDLE = 60 };
@@ -597,30 +467,30 @@ static void test_many_idle_connections_do_not_block_others(void **state) {
     assert_int_equal(duct__link_open(f->address, duct__now_ms() + 10000, &idle[i], &err),
                      DUCT_OK);
   }
-  echo_ok(f->ch);
+  e2e_echo_ok(f->ch);
   Duct__Test__Blob *reply;
   duct_status st;
   for (int i = 0; i < 20; i++) { /* and keep being served, more than once */
-    assert_int_equal(echo(f->ch, (const uint8_t *)"abc", 3, (uint32_t)i, &reply, &st), DUCT_OK);
+    assert_int_equal(e2e_echo(f->ch, (const uint8_t *)"abc", 3, (uint32_t)i, &reply, &st), DUCT_OK);
     assert_int_equal(reply->tag, (uint32_t)i);
     duct__test__blob__free_unpacked(reply, NULL);
   }
   for (int i = 0; i < IDLE; i++)
     duct__link_close(idle[i]);
-  echo_ok(f->ch);
-  stop_probe(f);
+  e2e_echo_ok(f->ch);
+  e2e_stop_probe(f);
 }
 
 static void test_graceful_stop_drains(void **state) {
   (void)state;
-  fixture *f = start_probe(NULL, 0);
+  fixture *f = e2e_start_probe(NULL, NULL, 0, 1);
   duct_channel *other;
   duct_channel_opts co = {.connect_timeout_ms = 2000};
   assert_int_equal(duct_channel_open(f->address, &co, &other), DUCT_OK);
   sleeper s = {other, 1000, 20000, DUCT_OK, 0, {{0}}};
   assert_int_equal(duct__thread_start(&s.t, sleeper_run, &s), DUCT_OK);
   wait_sleeping(f->ch, 1);
-  stop_probe(f); /* Shutdown, then the server must exit 0 ... */
+  e2e_stop_probe(f); /* Shutdown, then the server must exit 0 ... */
   duct__thread_join(&s.t);
   assert_int_equal(s.rc, DUCT_OK); /* ... after finishing the call in progress */
   duct_channel_close(other);
@@ -628,24 +498,24 @@ static void test_graceful_stop_drains(void **state) {
 
 int main(int argc, char **argv) {
   (void)argc;
-  argv0 = argv[0];
+  e2e_init(argv[0]);
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_teardown(test_kv_every_call_shape, teardown),
-      cmocka_unit_test_teardown(test_8_threads_1000_calls_one_channel, teardown),
-      cmocka_unit_test_teardown(test_deadline_exceeded_then_usable, teardown),
-      cmocka_unit_test_teardown(test_unknown_method, teardown),
-      cmocka_unit_test_teardown(test_handler_error_carries_message, teardown),
-      cmocka_unit_test_teardown(test_server_killed_mid_call, teardown),
-      cmocka_unit_test_teardown(test_client_killed_mid_call, teardown),
-      cmocka_unit_test_teardown(test_request_over_max_message, teardown),
-      cmocka_unit_test_teardown(test_garbage_closes_only_that_connection, teardown),
-      cmocka_unit_test_teardown(test_hello_version_mismatch, teardown),
-      cmocka_unit_test_teardown(test_authorization_hook, teardown),
-      cmocka_unit_test_teardown(test_second_server_same_address_fails, teardown),
-      cmocka_unit_test_teardown(test_3mib_round_trip, teardown),
-      cmocka_unit_test_teardown(test_stalled_partial_message_disconnected, teardown),
-      cmocka_unit_test_teardown(test_many_idle_connections_do_not_block_others, teardown),
-      cmocka_unit_test_teardown(test_graceful_stop_drains, teardown),
+      cmocka_unit_test_teardown(test_kv_every_call_shape, e2e_teardown),
+      cmocka_unit_test_teardown(test_8_threads_1000_calls_one_channel, e2e_teardown),
+      cmocka_unit_test_teardown(test_deadline_exceeded_then_usable, e2e_teardown),
+      cmocka_unit_test_teardown(test_unknown_method, e2e_teardown),
+      cmocka_unit_test_teardown(test_handler_error_carries_message, e2e_teardown),
+      cmocka_unit_test_teardown(test_server_killed_mid_call, e2e_teardown),
+      cmocka_unit_test_teardown(test_client_killed_mid_call, e2e_teardown),
+      cmocka_unit_test_teardown(test_request_over_max_message, e2e_teardown),
+      cmocka_unit_test_teardown(test_garbage_closes_only_that_connection, e2e_teardown),
+      cmocka_unit_test_teardown(test_hello_version_mismatch, e2e_teardown),
+      cmocka_unit_test_teardown(test_authorization_hook, e2e_teardown),
+      cmocka_unit_test_teardown(test_second_server_same_address_fails, e2e_teardown),
+      cmocka_unit_test_teardown(test_3mib_round_trip, e2e_teardown),
+      cmocka_unit_test_teardown(test_stalled_partial_message_disconnected, e2e_teardown),
+      cmocka_unit_test_teardown(test_many_idle_connections_do_not_block_others, e2e_teardown),
+      cmocka_unit_test_teardown(test_graceful_stop_drains, e2e_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,8 +1,10 @@
-/* The Windows transport's operations table (runtime/transport.h). */
+/* This system's transport as a table (runtime/transport.h). Both
+ * platforms implement the same functions under the same names, so one
+ * table serves either; only the name comes from the platform folder. */
 #include "runtime/conn.h"
 
 const duct__transport_ops duct__platform_transport = {
-    .name = "win",
+    .name = duct__platform_name,
     .listen = duct__listen,
     .listener_start = duct__listener_start,
     .listener_stop_accepting = duct__listener_stop_accepting,
