@@ -261,11 +261,16 @@ duct_code duct__conn_send(duct__conn *c, const duct__iov *iov, int n) {
     return DUCT_UNAVAILABLE;
   }
   if (!c->qhead && !c->writing && io->try_write) {
+    /* The clock is read before the write: once the peer has the message
+     * it may act on it, and a later reading (this thread preempted after
+     * the write) would make this connection look newer than ones the peer
+     * opened since, to admission. */
+    int64_t now = duct__now_ms();
     int r = io->try_write(c, iov, n, &err);
     if (r != 0) {
       duct__mutex_unlock(&c->mu);
       if (r > 0) {
-        atomic_store(&c->last_active, duct__now_ms());
+        atomic_store(&c->last_active, now);
         return DUCT_OK;
       }
       duct__conn_close(c, err, "write failed");
@@ -296,6 +301,7 @@ duct_code duct__conn_send(duct__conn *c, const duct__iov *iov, int n) {
     off += iov[i].len;
   }
   q->len = len;
+  atomic_store(&c->last_active, duct__now_ms());
   int was_empty = !c->qhead;
   if (c->qtail)
     c->qtail->next = q;
@@ -336,6 +342,7 @@ int duct__conn_flush(duct__conn *c) {
   while (c->qhead) {
     duct__iov v = {qdata(c->qhead), c->qhead->len};
     duct_code err = DUCT_OK;
+    int64_t now = duct__now_ms(); /* before the write: see duct__conn_send */
     int r = io->try_write(c, &v, 1, &err);
     if (r == 0)
       break;
@@ -345,7 +352,7 @@ int duct__conn_flush(duct__conn *c) {
       return -1;
     }
     drop_head(c);
-    atomic_store(&c->last_active, duct__now_ms());
+    atomic_store(&c->last_active, now);
   }
   int empty = !c->qhead;
   duct__mutex_unlock(&c->mu);
@@ -370,10 +377,10 @@ void duct__conn_wrote(duct__conn *c, int ok) {
   duct__mutex_lock(&c->mu);
   c->writing = 0;
   if (c->qhead) {
-    if (ok) {
+    /* last_active was stamped when the message was queued: a completion
+     * is seen only after the peer may already have acted on it. */
+    if (ok)
       drop_head(c);
-      atomic_store(&c->last_active, duct__now_ms());
-    }
     if (ok && c->qhead && !atomic_load(&c->close_code))
       c->set->io->want_write(c);
   }
