@@ -110,10 +110,15 @@ duct_code duct_server_listen(duct_server *s, const char *address);
 /* Starts the worker threads; calls are served from now on. */
 duct_code duct_server_start(duct_server *s);
 
-/* Graceful stop: stops accepting, tells idle clients to go away, lets
- * calls in progress finish for up to drain_ms, then closes every
- * connection and joins the workers. Safe to call once from any thread
- * that is not a worker (not from a handler). */
+/* Graceful stop: stops accepting, tells idle clients to go away (a
+ * GOAWAY that never waits for them), answers new calls UNAVAILABLE, lets
+ * calls in progress finish and their clients take their replies for up
+ * to drain_ms, then closes every connection and joins the workers. It
+ * returns within drain_ms plus a few milliseconds whatever the peers do,
+ * except that a handler still running after the drain is waited for (it
+ * holds its worker; no peer can make it longer). No lock is held while
+ * waiting. Safe to call once from any thread that is not a worker (not
+ * from a handler). */
 duct_code duct_server_stop(duct_server *s, int drain_ms);
 
 /* Stops (with no drain) if still running, and frees. NULL is allowed. */
