@@ -187,6 +187,8 @@ int main(int argc, char **argv) {
                     "  [--drain-ms N]\n", argv[0]);
     return 64;
   }
+  /* Room for test_hostile's 1,024 idle connections plus its own. */
+  test_raise_fd_limit(4096);
   duct_server_opts o = {.authorize = authorize, .workers = 4};
   int drain_ms = 5000;
   for (int i = 2; i + 1 < argc; i += 2) {

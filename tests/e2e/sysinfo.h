@@ -24,4 +24,9 @@ int test_become_user(uint32_t uid);
  * under /tmp, chmod 0777) into buf. 0 on success, -1 on Windows. */
 int test_shared_dir(char *buf, size_t cap);
 
+/* Raises this process's open-file limit to at least `want` if the system
+ * allows; returns the limit now in force (POSIX), or `want` on Windows,
+ * where handles have no such limit. */
+unsigned test_raise_fd_limit(unsigned want);
+
 #endif

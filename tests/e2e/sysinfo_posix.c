@@ -5,6 +5,7 @@
 #include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -35,4 +36,16 @@ int test_shared_dir(char *buf, size_t cap) {
   if (snprintf(buf, cap, "/tmp/duct-shared-XXXXXX") >= (int)cap || !mkdtemp(buf))
     return -1;
   return chmod(buf, 0777) == 0 ? 0 : -1;
+}
+
+unsigned test_raise_fd_limit(unsigned want) {
+  struct rlimit r;
+  if (getrlimit(RLIMIT_NOFILE, &r) != 0)
+    return 0;
+  if (r.rlim_cur < want && (r.rlim_max == RLIM_INFINITY || r.rlim_max >= want)) {
+    r.rlim_cur = want;
+    setrlimit(RLIMIT_NOFILE, &r);
+    getrlimit(RLIMIT_NOFILE, &r);
+  }
+  return r.rlim_cur > 0xffffffffu ? 0xffffffffu : (unsigned)r.rlim_cur;
 }
