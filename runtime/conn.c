@@ -6,6 +6,16 @@
 
 #include "runtime/alloc.h"
 
+/* Nodes kept for reuse after the queue empties are at most what the last
+ * burst needed, and never more than this: a steady stream of 1 MiB
+ * replies to a slow-ish reader then allocates nothing, and an idle
+ * connection holds at most this much. */
+#define SPARE_MAX ((size_t)2 * 1024 * 1024)
+/* Bursts in a row that need under half the spares before they are cut:
+ * how much a reader drains before the queue fills varies from call to
+ * call, so a few small bursts say little. */
+#define SPARE_SLACK 16u
+
 /* A queued message: its bytes follow the header. */
 struct duct__qnode {
   duct__qnode *next;
@@ -211,44 +221,61 @@ static size_t iov_len(const duct__iov *iov, int n) {
   return len;
 }
 
-/* Under c->mu. A node big enough for len: the spare one kept from an
- * earlier message if it fits (a steady stream of replies allocates
- * nothing), else a new one. */
+/* Under c->mu. A node big enough for len: the smallest spare one kept
+ * from an earlier burst that fits (so a reply's short last frame does not
+ * take a node its full frames need), else a new one. */
 static duct__qnode *take_node(duct__conn *c, size_t len) {
-  duct__qnode **pp = &c->spare;
-  for (duct__qnode *q = c->spare; q; pp = &q->next, q = q->next) {
-    if (q->cap >= len) {
-      *pp = q->next;
-      q->next = NULL;
-      return q;
-    }
-  }
-  duct__qnode *q = duct__malloc(sizeof *q + (len ? len : 1));
-  if (q) {
+  duct__qnode **best = NULL;
+  for (duct__qnode **pp = &c->spare; *pp; pp = &(*pp)->next)
+    if ((*pp)->cap >= len && (!best || (*pp)->cap < (*best)->cap))
+      best = pp;
+  duct__qnode *q = NULL;
+  if (best) {
+    q = *best;
+    *best = q->next;
+    c->spare_bytes -= q->cap;
+  } else if ((q = duct__malloc(sizeof *q + (len ? len : 1))) != NULL) {
     q->cap = len;
+  }
+  if (q) {
     q->next = NULL;
+    c->burst_bytes += q->cap;
   }
   return q;
 }
 
-/* Under c->mu: a written node goes to the spares; only a few are kept. */
+/* Under c->mu: a written node goes to the spares. When the queue empties
+ * (a burst ends) the spares are cut to the most a recent burst used
+ * (capped at SPARE_MAX), so bursts of a similar size reuse them all; after
+ * SPARE_SLACK bursts in a row that needed under half of that, to what the
+ * last one used (the arena's rule, arena.c, with more patience). */
 static void drop_head(duct__conn *c) {
   duct__qnode *q = c->qhead;
   c->qhead = q->next;
   if (!c->qhead)
     c->qtail = NULL;
   c->queued -= q->len;
-  int spares = 0;
-  for (duct__qnode *p = c->spare; p; p = p->next)
-    spares++;
-  if (spares < 4) {
-    q->next = c->spare;
-    c->spare = q;
-  } else {
-    duct__free(q);
+  q->next = c->spare;
+  c->spare = q;
+  c->spare_bytes += q->cap;
+  if (c->qhead)
+    return;
+  atomic_store(&c->q_since, 0);
+  size_t used = c->burst_bytes < SPARE_MAX ? c->burst_bytes : SPARE_MAX;
+  c->burst_bytes = 0;
+  if (used >= c->spare_keep) {
+    c->spare_keep = used;
+    c->spare_slack = 0;
+  } else if (used < c->spare_keep / 2 && ++c->spare_slack >= SPARE_SLACK) {
+    c->spare_keep = used;
+    c->spare_slack = 0;
   }
-  if (!c->qhead)
-    atomic_store(&c->q_since, 0);
+  while (c->spare && c->spare_bytes > c->spare_keep) {
+    duct__qnode *p = c->spare;
+    c->spare = p->next;
+    c->spare_bytes -= p->cap;
+    duct__free(p);
+  }
 }
 
 duct_code duct__conn_send(duct__conn *c, const duct__iov *iov, int n) {

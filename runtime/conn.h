@@ -76,6 +76,10 @@ struct duct__conn {
   duct__mutex mu;           /* the queue and close_detail */
   char close_detail[192];   /* why it ended, for closed() */
   duct__qnode *qhead, *qtail, *spare;
+  size_t spare_bytes;       /* in `spare`, nodes kept for reuse */
+  size_t burst_bytes;       /* node bytes this burst (queue non-empty) used */
+  size_t spare_keep;        /* spare bytes kept after a burst */
+  unsigned spare_slack;     /* bursts in a row that needed under half of it */
   size_t queued;            /* bytes in the queue */
   _Atomic int64_t q_since;  /* when the queue became non-empty; 0 if empty */
   int writing;              /* the platform is writing the head (Windows) */
