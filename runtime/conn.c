@@ -234,8 +234,14 @@ static duct__qnode *take_node(duct__conn *c, size_t len) {
     q = *best;
     *best = q->next;
     c->spare_bytes -= q->cap;
-  } else if ((q = duct__malloc(sizeof *q + (len ? len : 1))) != NULL) {
-    q->cap = len;
+  } else {
+    /* Powers of two from 256 bytes: few sizes, so spares fit later
+     * messages of similar length (a full frame is exactly 64 KiB). */
+    size_t cap = 256;
+    while (cap < len)
+      cap *= 2;
+    if ((q = duct__malloc(sizeof *q + cap)) != NULL)
+      q->cap = cap;
   }
   if (q) {
     q->next = NULL;
@@ -244,23 +250,28 @@ static duct__qnode *take_node(duct__conn *c, size_t len) {
   return q;
 }
 
-/* Under c->mu: a written node goes to the spares. When the queue empties
- * (a burst ends) the spares are cut to the most a recent burst used
- * (capped at SPARE_MAX), so bursts of a similar size reuse them all; after
- * SPARE_SLACK bursts in a row that needed under half of that, to what the
- * last one used (the arena's rule, arena.c, with more patience). */
+/* Under c->mu: a written node goes to the spares. */
 static void drop_head(duct__conn *c) {
   duct__qnode *q = c->qhead;
   c->qhead = q->next;
-  if (!c->qhead)
+  if (!c->qhead) {
     c->qtail = NULL;
+    atomic_store(&c->q_since, 0);
+  }
   c->queued -= q->len;
   q->next = c->spare;
   c->spare = q;
   c->spare_bytes += q->cap;
-  if (c->qhead)
-    return;
-  atomic_store(&c->q_since, 0);
+}
+
+/* Under c->mu, when a message is about to be queued on an empty queue (a
+ * burst begins): the spares are cut to the most a recent burst used
+ * (capped at SPARE_MAX), so bursts of a similar size reuse them all; after
+ * SPARE_SLACK bursts in a row that needed under half of that, to what the
+ * last one used (the arena's rule, arena.c, with more patience). Done
+ * here, not when the last write completes, so what a connection holds
+ * depends on the messages it sent, not on when a completion was seen. */
+static void burst_begin(duct__conn *c) {
   size_t used = c->burst_bytes < SPARE_MAX ? c->burst_bytes : SPARE_MAX;
   c->burst_bytes = 0;
   if (used >= c->spare_keep) {
@@ -315,6 +326,8 @@ duct_code duct__conn_send(duct__conn *c, const duct__iov *iov, int n) {
     duct__conn_close(c, DUCT_RESOURCE_EXHAUSTED, d);
     return DUCT_RESOURCE_EXHAUSTED;
   }
+  if (!c->qhead)
+    burst_begin(c);
   duct__qnode *q = take_node(c, len);
   if (!q) {
     duct__mutex_unlock(&c->mu);
