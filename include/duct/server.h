@@ -79,6 +79,11 @@ typedef struct duct_server_opts {
    * 0: 4 x max_message_size, at least 1 MiB; a value under 1 MiB is
    * refused. */
   size_t max_call_memory;
+  /* Calls one connection may have open at once (protocol version 2
+   * multiplexes calls and streams on a connection; a kept stream counts
+   * until it is finished). A call past it is answered
+   * DUCT_RESOURCE_EXHAUSTED. 0: 1024. */
+  uint32_t max_calls_per_connection;
 } duct_server_opts;
 
 /* Creates a server. DUCT_INVALID_ARGUMENT for an option out of range (one
@@ -157,6 +162,83 @@ ProtobufCAllocator *duct_ctx_allocator(duct_ctx *ctx);
  * handler can `return duct_ctx_fail(ctx, DUCT_NOT_FOUND, "no key %s", k);` */
 duct_code duct_ctx_fail(duct_ctx *ctx, duct_code code, const char *fmt, ...)
     DUCT_PRINTF_FORMAT(3, 4);
+
+/* ---- Cancellation ----
+ *
+ * A call is cancelled when its client cancels it, its deadline passes,
+ * its client disconnects, or the server stops. Handlers that may run long
+ * (or keep a stream) watch for it: poll duct_ctx_cancelled, or register a
+ * callback. */
+
+/* 1 once the call is cancelled, else 0. Any thread, while the call's
+ * handler runs or its stream is held. */
+int duct_ctx_cancelled(const duct_ctx *ctx);
+
+typedef void (*duct_cancel_cb)(duct_ctx *ctx, void *user);
+/* Registers cb to run once when the call is cancelled, on whichever
+ * duct thread sees the cancel first (a worker reading the CANCEL or the
+ * disconnect, the server's timer for a deadline, or the thread in
+ * duct_server_stop), with no duct lock held. If the call is already
+ * cancelled, cb runs now, on this thread. A second call replaces the
+ * callback if it has not run yet; cb = NULL removes it. A call that ends
+ * normally never runs it. */
+void duct_ctx_on_cancel(duct_ctx *ctx, duct_cancel_cb cb, void *user);
+
+/* ---- Streams, in streaming handlers ----
+ *
+ * A streaming handler (generated signatures in each .duct.h) gets a
+ * duct_stream. Client-streaming and bidirectional handlers run on a thread
+ * of their own, so they may wait in duct_stream_recv; server-streaming
+ * handlers too. When the handler returns, its code ends the stream (the
+ * client sees that status), unless the handler called duct_stream_keep:
+ * then the stream stays open, with no thread of the server's held, until
+ * duct_stream_finish. */
+
+/* The call's context (user pointer, peer, cancellation). Valid while st is. */
+duct_ctx *duct_stream_ctx(duct_stream *st);
+
+/* Keeps the stream open after its handler returns (the handler's return
+ * code is then ignored): a subscription that waits for events. The caller
+ * must end it with duct_stream_finish, at the latest when it is cancelled
+ * (duct_ctx_on_cancel). */
+void duct_stream_keep(duct_stream *st);
+
+/* Sends one message (borrowed; packed before this returns) on a
+ * server-streaming or bidirectional call. Safe from any thread. Each
+ * stream has a bounded send window (flow control, docs/PROTOCOL.md): when
+ * the client has not taken enough of the earlier messages, send waits up
+ * to timeout_ms (0: not at all; -1: no limit) for room and returns
+ * DUCT_RESOURCE_EXHAUSTED if none came, leaving the stream usable
+ * (duct_stream_on_writable says when to try again). DUCT_CANCELLED once
+ * the call is cancelled or the client is gone; DUCT_FAILED_PRECONDITION
+ * after finish or on a method that sends no stream. */
+duct_code duct_stream_send(duct_stream *st, const ProtobufCMessage *msg, int timeout_ms);
+
+/* Receives the client's next message on a client-streaming or
+ * bidirectional call, waiting up to timeout_ms (-1: no limit). DUCT_OK
+ * with *msg a new message of the method's input type, owned by the caller
+ * (free it with its __free_unpacked(msg, NULL)); DUCT_OK with *msg = NULL
+ * once the client has closed its side (no more messages). Otherwise *msg
+ * is NULL and the code says why: DUCT_DEADLINE_EXCEEDED (timeout_ms
+ * passed; the stream is still open), DUCT_CANCELLED (the call was
+ * cancelled or the client is gone), DUCT_INVALID_ARGUMENT (a message did
+ * not parse). One thread at a time. */
+duct_code duct_stream_recv(duct_stream *st, ProtobufCMessage **msg, int timeout_ms);
+
+typedef void (*duct_stream_cb)(duct_stream *st, void *user);
+/* Registers cb to run once, on a duct thread with no duct lock held, when
+ * a send that returned DUCT_RESOURCE_EXHAUSTED may now succeed (the
+ * client took messages), or the stream was cancelled. NULL removes it. */
+void duct_stream_on_writable(duct_stream *st, duct_stream_cb cb, void *user);
+
+/* Ends the stream with `code` (DUCT_OK: a clean end) and, for a failing
+ * code, `message` (may be NULL): the client sees them as the call's final
+ * status after every message sent before. For a kept stream this also
+ * releases it: st must not be used afterwards, by any thread (stop other
+ * threads' sends first). In a handler that did not keep the stream,
+ * prefer returning the code. DUCT_OK, or DUCT_FAILED_PRECONDITION if it
+ * was already finished. */
+duct_code duct_stream_finish(duct_stream *st, duct_code code, const char *message);
 
 #ifdef __cplusplus
 }

@@ -32,6 +32,17 @@ extern "C" {
 /* The per-call context a handler receives; see duct/server.h. */
 typedef struct duct_ctx duct_ctx;
 
+/* A stream of one call, as its server-side handler sees it (duct/server.h). */
+typedef struct duct_stream duct_stream;
+
+/* The four shapes of a method, as the .proto's `stream` keywords say. */
+typedef enum duct_method_kind {
+  DUCT_UNARY = 0,            /* one request, one reply */
+  DUCT_SERVER_STREAMING = 1, /* one request, a stream of replies */
+  DUCT_CLIENT_STREAMING = 2, /* a stream of requests, one reply */
+  DUCT_BIDI_STREAMING = 3,   /* a stream each way */
+} duct_method_kind;
+
 /* Calls the typed handler for one method. Generated: it casts `handlers`
  * to the service's handler table and calls the method's entry (or returns
  * DUCT_UNIMPLEMENTED when that entry is NULL). `req` is the unpacked
@@ -41,13 +52,24 @@ typedef duct_code (*duct_invoke_fn)(const void *handlers, duct_ctx *ctx,
                                     const ProtobufCMessage *req,
                                     ProtobufCMessage *reply);
 
+/* Calls the typed handler of a streaming method (generated, like
+ * duct_invoke_fn). `req` is the unpacked request for a server-streaming
+ * method and NULL otherwise; `reply` an initialized, empty reply for a
+ * client-streaming method and NULL otherwise; `stream` the call's stream. */
+typedef duct_code (*duct_stream_invoke_fn)(const void *handlers, duct_ctx *ctx,
+                                           const ProtobufCMessage *req,
+                                           duct_stream *stream,
+                                           ProtobufCMessage *reply);
+
 /* One RPC method. All fields are static data emitted by protoc-gen-duct. */
 typedef struct duct_method {
   const char *name; /* full name, "/pkg.Service/Method" */
   uint32_t id;      /* FNV-1a 32 of name (docs/PROTOCOL.md), never 0 */
   const ProtobufCMessageDescriptor *input;
   const ProtobufCMessageDescriptor *output;
-  duct_invoke_fn invoke;
+  duct_invoke_fn invoke;              /* DUCT_UNARY; NULL otherwise */
+  duct_method_kind kind;
+  duct_stream_invoke_fn invoke_stream; /* the streaming kinds; NULL for unary */
 } duct_method;
 
 /* One service: its full name ("pkg.Service") and its methods. */
