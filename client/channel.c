@@ -20,6 +20,7 @@
 #include "runtime/wire.h"
 #include "runtime/alloc.h"
 #include "client/internal.h"
+#include "client/chan.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000u
 #define DEFAULT_MAX_CONNECTIONS 64u
@@ -27,29 +28,6 @@
  * for the same reason (a smaller limit is nearly always KiB given as
  * bytes; see server/server.c). */
 #define MIN_MAX_MESSAGE 1024u
-
-typedef struct clink {
-  const duct__transport_ops *t; /* the channel's, for link_free */
-  duct__link *l;
-  struct clink *next; /* in the idle list */
-  uint32_t next_call;
-  duct__session sess; /* HELLO, limits, reassembly (runtime/session.h) */
-  uint8_t *rxbuf; /* one transport message */
-  uint8_t *txbuf; /* packed request with header room, grown as needed */
-  size_t txcap;
-} clink;
-
-struct duct_channel {
-  const duct__transport_ops *t;
-  char *address;
-  char *expect_user; /* a copy of o.expect_server_user, or NULL */
-  duct_channel_opts o;
-  duct__logger log;
-  duct__mutex mu;
-  duct__cond cv;  /* a link came back or a slot opened */
-  clink *idle;    /* links ready for a call */
-  uint32_t open;  /* links in existence, idle or busy */
-};
 
 /* Fills the caller's status (if any) and returns code. */
 static duct_code finish(const duct_call_opts *o, duct_code code, const char *fmt, ...)
@@ -72,7 +50,7 @@ static duct_code finish(const duct_call_opts *o, duct_code code, const char *fmt
   return code;
 }
 
-static void link_free(clink *k) {
+void duct__clink_free(clink *k) {
   if (!k)
     return;
   k->t->link_close(k->l);
@@ -85,7 +63,7 @@ static void link_free(clink *k) {
 /* Copies a text payload (error RESPONSE, GOAWAY) into buf as a string,
  * cut between characters if it does not fit (it does: every caller's buf
  * holds DUCT__MAX_ERROR_TEXT, the protocol's limit). */
-static void payload_text(char *buf, size_t cap, const uint8_t *p, size_t n) {
+void duct__payload_text(char *buf, size_t cap, const uint8_t *p, size_t n) {
   if (n >= cap)
     n = duct__utf8_cut((const char *)p, cap - 1);
   memcpy(buf, p, n);
@@ -93,7 +71,7 @@ static void payload_text(char *buf, size_t cap, const uint8_t *p, size_t n) {
 }
 
 /* Connects and exchanges HELLOs. On failure msg says why. */
-static duct_code link_new(duct_channel *ch, int64_t deadline, clink **out, char *msg,
+duct_code duct__clink_new(duct_channel *ch, int64_t deadline, clink **out, char *msg,
                           size_t msgcap) {
   clink *k = duct__calloc(1, sizeof *k);
   if (!k || !(k->rxbuf = duct__malloc(DUCT__DEFAULT_MAX_FRAME))) {
@@ -111,7 +89,7 @@ static duct_code link_new(duct_channel *ch, int64_t deadline, clink **out, char 
   if (rc != DUCT_OK) {
     duct__utf8_format(msg, msgcap, "%s", err.text[0] ? err.text : duct_code_message(rc));
     k->l = NULL;
-    link_free(k);
+    duct__clink_free(k);
     return rc;
   }
   uint8_t hello[DUCT__HELLO_MSG_SIZE];
@@ -128,7 +106,7 @@ static duct_code link_new(duct_channel *ch, int64_t deadline, clink **out, char 
     duct__utf8_format(msg, msgcap, "server at %s sent a bad frame: %s", ch->address, why);
   } else if (f.type == DUCT__GOAWAY) {
     char text[DUCT__MAX_ERROR_TEXT + 1];
-    payload_text(text, sizeof text, k->rxbuf + DUCT__HEADER_SIZE, f.payload_len);
+    duct__payload_text(text, sizeof text, k->rxbuf + DUCT__HEADER_SIZE, f.payload_len);
     rc = f.status ? (duct_code)f.status : DUCT_UNAVAILABLE;
     duct__utf8_format(msg, msgcap, "server refused the connection: %s", text);
   } else if (f.type != DUCT__HELLO) {
@@ -140,7 +118,7 @@ static duct_code link_new(duct_channel *ch, int64_t deadline, clink **out, char 
     *out = k;
     return DUCT_OK;
   }
-  link_free(k);
+  duct__clink_free(k);
   return rc;
 }
 
@@ -206,7 +184,7 @@ duct_code duct__channel_open_with(const char *address, const duct_channel_opts *
   /* One connection now, so a missing server is reported by open. */
   char msg[512];
   clink *k;
-  duct_code rc = link_new(ch, duct__now_ms() + ch->o.connect_timeout_ms, &k, msg, sizeof msg);
+  duct_code rc = duct__clink_new(ch, duct__now_ms() + ch->o.connect_timeout_ms, &k, msg, sizeof msg);
   if (rc != DUCT_OK) {
     /* Refused addresses included: the transport's text says what the
      * address looks like and what to write instead. Control characters
@@ -229,10 +207,11 @@ duct_code duct__channel_open_with(const char *address, const duct_channel_opts *
 void duct_channel_close(duct_channel *ch) {
   if (!ch)
     return;
+  duct__mux_free(ch->mx);
   while (ch->idle) {
     clink *k = ch->idle;
     ch->idle = k->next;
-    link_free(k);
+    duct__clink_free(k);
   }
   duct__cond_destroy(&ch->cv);
   duct__mutex_destroy(&ch->mu);
@@ -267,7 +246,7 @@ static duct_code acquire(duct_channel *ch, int64_t deadline, clink **out, char *
   int64_t connect_by = duct__now_ms() + ch->o.connect_timeout_ms;
   if (deadline >= 0 && deadline < connect_by)
     connect_by = deadline;
-  duct_code rc = link_new(ch, connect_by, out, msg, msgcap);
+  duct_code rc = duct__clink_new(ch, connect_by, out, msg, msgcap);
   if (rc != DUCT_OK) {
     duct__mutex_lock(&ch->mu);
     ch->open--;
@@ -288,7 +267,7 @@ static void release(duct_channel *ch, clink *k, int healthy) {
   duct__cond_signal(&ch->cv);
   duct__mutex_unlock(&ch->mu);
   if (!healthy)
-    link_free(k);
+    duct__clink_free(k);
 }
 
 typedef struct request_sink {
@@ -393,7 +372,7 @@ duct_code duct_call_unary(duct_channel *ch, const duct_method *m, const Protobuf
     const uint8_t *payload = k->rxbuf + DUCT__HEADER_SIZE;
     if (f.type == DUCT__GOAWAY) {
       char text[DUCT__MAX_ERROR_TEXT + 1];
-      payload_text(text, sizeof text, payload, f.payload_len);
+      duct__payload_text(text, sizeof text, payload, f.payload_len);
       release(ch, k, 0);
       return finish(o, f.status ? (duct_code)f.status : DUCT_UNAVAILABLE, "%s", text);
     }
@@ -408,7 +387,7 @@ duct_code duct_call_unary(duct_channel *ch, const duct_method *m, const Protobuf
                 (unsigned)f.call_id);
     } else if (f.status != DUCT_OK) {
       char text[DUCT__MAX_ERROR_TEXT + 1];
-      payload_text(text, sizeof text, payload, f.payload_len);
+      duct__payload_text(text, sizeof text, payload, f.payload_len);
       release(ch, k, !k->sess.rx.active);
       return finish(o, (duct_code)f.status, "%s", text[0] ? text : duct_code_message((int)f.status));
     } else {

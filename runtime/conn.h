@@ -161,6 +161,9 @@ void duct__conn_wrote(duct__conn *c, int ok);
  * (want_write, under c->mu). NULL when empty. */
 const uint8_t *duct__conn_head(duct__conn *c, size_t *len);
 
+size_t duct__conn_queued(duct__conn *c);
+void duct__conn_want_drained(duct__conn *c);
+
 /* Every ~100 ms from one transport thread: closes connections whose
  * partial message, HELLO or queued reply passed the idle timeout. */
 void duct__conn_set_tick(duct__conn_set *s);

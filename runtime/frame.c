@@ -76,10 +76,14 @@ duct_code duct__frame_decode(const uint8_t *msg, size_t len, duct__frame *f,
 
   /* The version is checked before anything whose meaning it could change,
    * so a newer peer gets a precise answer rather than "malformed". */
-  if (f->version != DUCT__VERSION) {
+  if (f->version < DUCT__VERSION || f->version > DUCT__VERSION_MAX) {
     *why = "unsupported protocol version";
     return DUCT_FAILED_PRECONDITION;
   }
+  /* Each type is written with the version that introduced it (frame.h). */
+  if (f->type >= DUCT__HELLO && f->type <= DUCT__CREDIT &&
+      f->version != (f->type >= DUCT__STREAM_DATA ? 2 : 1))
+    return bad(why, "frame version does not match its type's version");
   if (get32(msg + 28) != 0)
     return bad(why, "reserved header bytes are not zero");
   if (f->flags & ~(uint16_t)DUCT__FLAG_MORE)
@@ -129,13 +133,37 @@ duct_code duct__frame_decode(const uint8_t *msg, size_t len, duct__frame *f,
     if (f->payload_len > DUCT__MAX_ERROR_TEXT)
       return bad(why, "GOAWAY text over 1024 bytes");
     break;
+  case DUCT__STREAM_DATA:
+    if (f->call_id == 0)
+      return bad(why, "STREAM_DATA with call id 0");
+    if (f->method_id || f->status || f->deadline_ms)
+      return bad(why, "STREAM_DATA with a method, status or deadline");
+    break;
+  case DUCT__HALF_CLOSE:
+    if (f->call_id == 0)
+      return bad(why, "HALF_CLOSE with call id 0");
+    if (f->method_id || f->status || f->deadline_ms || f->flags || f->payload_len)
+      return bad(why, "HALF_CLOSE with fields other than the call id");
+    break;
+  case DUCT__CREDIT:
+    if (f->call_id == 0)
+      return bad(why, "CREDIT with call id 0");
+    if (f->method_id || f->status || f->deadline_ms || f->flags)
+      return bad(why, "CREDIT with a method, status, deadline or flags");
+    if (f->payload_len != DUCT__CREDIT_SIZE || get32(msg + DUCT__HEADER_SIZE) == 0)
+      return bad(why, "CREDIT payload is not a non-zero 4-byte count");
+    break;
   default:
-    return bad(why, "unknown or unsupported frame type");
+    return bad(why, "unknown frame type");
   }
   if ((f->flags & DUCT__FLAG_MORE) && f->payload_len == 0)
     return bad(why, "empty fragment with MORE set");
   return DUCT_OK;
 }
+
+uint32_t duct__credit_value(const uint8_t *payload) { return get32(payload); }
+
+void duct__credit_encode(uint8_t out[DUCT__CREDIT_SIZE], uint32_t n) { put32(out, n); }
 
 void duct__hello_encode(const duct__hello *h, uint8_t out[DUCT__HELLO_SIZE]) {
   put16(out + 0, h->min_version);
@@ -278,7 +306,8 @@ duct_code duct__reasm_feed(duct__reasm *r, const duct__frame *f,
   int more = (f->flags & DUCT__FLAG_MORE) != 0;
   *why = NULL;
   out->done = 0;
-  assert(f->type == DUCT__REQUEST || f->type == DUCT__RESPONSE);
+  assert(f->type == DUCT__REQUEST || f->type == DUCT__RESPONSE ||
+         f->type == DUCT__STREAM_DATA);
 
   if (!r->active) {
     reasm_end(r); /* the previous message's data is no longer borrowed */

@@ -10,7 +10,18 @@
 #include "duct/status.h"
 
 #define DUCT__MAGIC 0x54435544u /* "DUCT" as bytes on the wire */
+/* Protocol versions this side speaks (docs/PROTOCOL.md). A frame's header
+ * carries the version that introduced its type (HELLO..GOAWAY: 1,
+ * STREAM_DATA..CREDIT: 2), so every version 1 frame is byte for byte the
+ * same in version 2; the version a connection speaks is the HELLOs'. */
 #define DUCT__VERSION 1
+#define DUCT__VERSION_MAX 2
+/* Bytes of stream messages (each counted as its payload plus 32) a
+ * receiver lets each stream's sender have outstanding before it grants
+ * more with CREDIT. */
+#define DUCT__STREAM_WINDOW (256u * 1024u)
+/* The cost of one stream message against that window. */
+#define DUCT__STREAM_COST(len) ((uint64_t)(len) + DUCT__HEADER_SIZE)
 #define DUCT__HEADER_SIZE 32
 /* Largest transport message (header included) duct sends by default: the
  * size of one message-mode pipe message / SOCK_SEQPACKET datagram. */
@@ -28,8 +39,13 @@ enum duct__frame_type {
   DUCT__RESPONSE = 3,
   DUCT__CANCEL = 4,
   DUCT__GOAWAY = 5,
-  /* 6..15 are reserved for streaming; 16..255 for later use. */
+  /* Version 2: */
+  DUCT__STREAM_DATA = 6, /* one message of a call's stream */
+  DUCT__HALF_CLOSE = 7,  /* client -> server: the client's stream ends */
+  DUCT__CREDIT = 8,      /* either way: room for more stream bytes */
+  /* 9..255 are reserved. */
 };
+#define DUCT__CREDIT_SIZE 4
 
 enum duct__frame_flags {
   DUCT__FLAG_MORE = 1u << 0, /* more fragments of this message follow */
@@ -68,6 +84,9 @@ duct_code duct__frame_decode(const uint8_t *msg, size_t len, duct__frame *f,
                              const char **why);
 
 void duct__hello_encode(const duct__hello *h, uint8_t out[DUCT__HELLO_SIZE]);
+/* A CREDIT frame's payload: the bytes granted (decode has checked it). */
+uint32_t duct__credit_value(const uint8_t *payload);
+void duct__credit_encode(uint8_t out[DUCT__CREDIT_SIZE], uint32_t n);
 /* Validates a HELLO payload; DUCT_INTERNAL if malformed. */
 duct_code duct__hello_decode(const uint8_t *p, size_t len, duct__hello *h,
                              const char **why);

@@ -8,6 +8,7 @@ void duct__session_init(duct__session *s, uint32_t max_message, duct__budget *bu
   s->peer_max_frame = DUCT__DEFAULT_MAX_FRAME;
   s->peer_max_message = DUCT__DEFAULT_MAX_MESSAGE;
   s->hello_done = 0;
+  s->version = DUCT__VERSION;
   duct__reasm_init(&s->rx, max_message);
   duct__reasm_set_budget(&s->rx, budget);
 }
@@ -23,11 +24,14 @@ duct_code duct__session_hello(duct__session *s, const uint8_t *payload, size_t l
     duct__utf8_format(why, whycap, "the %s sent a bad HELLO: %s", peer, bad);
     return DUCT_INTERNAL;
   }
-  if (h.min_version > DUCT__VERSION || h.max_version < DUCT__VERSION) {
-    duct__utf8_format(why, whycap, "the %s speaks protocol versions %u..%u; this side speaks %u",
-                      peer, h.min_version, h.max_version, DUCT__VERSION);
+  if (h.min_version > DUCT__VERSION_MAX || h.max_version < DUCT__VERSION) {
+    duct__utf8_format(why, whycap,
+                      "the %s speaks protocol versions %u..%u; this side speaks %u..%u", peer,
+                      h.min_version, h.max_version, DUCT__VERSION, DUCT__VERSION_MAX);
     return DUCT_FAILED_PRECONDITION;
   }
+  /* The highest version both speak. */
+  s->version = h.max_version < DUCT__VERSION_MAX ? h.max_version : DUCT__VERSION_MAX;
   if (h.max_frame < min_peer_frame) {
     duct__utf8_format(why, whycap,
                       "the %s's HELLO asks for frames of %u bytes; this side sends no frame "
@@ -55,4 +59,31 @@ duct_code duct__session_send(const duct__session *s, const duct__frame *tmpl,
       return rc;
   }
   return DUCT_OK;
+}
+
+void duct__flow_init(duct__flow *f) {
+  f->avail = DUCT__STREAM_WINDOW;
+  f->taken = 0;
+  f->held = 0;
+}
+
+int duct__flow_arrived(duct__flow *f, size_t len) {
+  /* The sender may overdraw by one message: it sent this one while what
+   * it had outstanding (at least held + taken, as CREDIT may be in
+   * flight) was under the window. */
+  if (f->held + f->taken >= DUCT__STREAM_WINDOW)
+    return 0;
+  f->held += DUCT__STREAM_COST(len);
+  return 1;
+}
+
+uint32_t duct__flow_taken(duct__flow *f, size_t len) {
+  uint64_t cost = DUCT__STREAM_COST(len);
+  f->held -= cost < f->held ? cost : f->held;
+  f->taken += cost;
+  if (f->taken < DUCT__STREAM_WINDOW / 4)
+    return 0;
+  uint32_t grant = (uint32_t)f->taken;
+  f->taken = 0;
+  return grant;
 }

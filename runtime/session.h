@@ -17,6 +17,7 @@ typedef struct duct__session {
   uint32_t peer_max_frame;   /* frames this side sends are at most this */
   uint32_t peer_max_message; /* and messages at most this */
   int hello_done;
+  int version;               /* agreed in the HELLOs: 1 or 2 */
   duct__reasm rx;            /* the peer's messages, one at a time */
 } duct__session;
 
@@ -44,5 +45,25 @@ typedef duct_code (*duct__frame_sink)(void *ctx, const duct__iov *iov, int n, in
  * each header made from tmpl. Stops at the first failure of `sink`. */
 duct_code duct__session_send(const duct__session *s, const duct__frame *tmpl,
                              uint8_t *payload, size_t len, duct__frame_sink sink, void *ctx);
+
+
+/* Flow control of one stream in one direction (docs/PROTOCOL.md). The
+ * sender may send while `avail` is above 0 (one message may overdraw
+ * it); the receiver counts what the application has taken and grants it
+ * back in CREDIT frames once a quarter of the window has been taken, so a
+ * steady stream costs one CREDIT per quarter window, not per message. */
+typedef struct duct__flow {
+  int64_t avail;  /* sender: bytes it may still send */
+  uint64_t taken; /* receiver: bytes taken and not yet granted back */
+  uint64_t held;  /* receiver: bytes received and not yet taken */
+} duct__flow;
+
+void duct__flow_init(duct__flow *f);
+/* Receiver: a message of len bytes arrived. 0 if the sender had no
+ * credit for it (a protocol violation). */
+int duct__flow_arrived(duct__flow *f, size_t len);
+/* Receiver: the application took a message of len bytes. Returns the
+ * credit to grant now (0: none yet). */
+uint32_t duct__flow_taken(duct__flow *f, size_t len);
 
 #endif

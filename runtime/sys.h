@@ -34,6 +34,13 @@ int duct__cond_wait(duct__cond *c, duct__mutex *m, int64_t deadline_ms);
  * refuses. */
 duct_code duct__thread_start(duct__thread *t, void (*fn)(void *), void *arg);
 void duct__thread_join(duct__thread *t);
+duct_code duct__thread_start_detached(void (*fn)(void *), void *arg);
+typedef struct duct__notifier { union { void *p; uint64_t u[2]; } s; } duct__notifier;
+duct_code duct__notifier_init(duct__notifier *n);
+void duct__notifier_destroy(duct__notifier *n);
+void duct__notifier_set(duct__notifier *n);
+void duct__notifier_clear(duct__notifier *n);
+intptr_t duct__notifier_handle(const duct__notifier *n);
 
 /* Milliseconds on a monotonic clock (arbitrary origin). */
 int64_t duct__now_ms(void);

@@ -85,6 +85,8 @@ typedef struct duct__srv_cb {
   void (*violation)(void *conn_state, duct_code code, const char *why);
   /* Optional: called about every 100 ms on one transport thread. */
   void (*tick)(void *core);
+  void (*run)(void *conn_state);
+  void (*drained)(void *conn_state);
 } duct__srv_cb;
 
 typedef struct duct__listen_opts {
@@ -204,6 +206,7 @@ typedef struct duct__transport_ops {
                              int64_t deadline_ms);
   void (*link_close)(duct__link *l);
   uint32_t (*link_peer_pid)(const duct__link *l);
+  void (*link_shutdown)(duct__link *l);
 } duct__transport_ops;
 
 /* This system's transport: the table of runtime/platform.c over

@@ -7,7 +7,7 @@
 void duct__wire_hello(uint8_t out[DUCT__HELLO_MSG_SIZE], uint32_t max_frame,
                       uint32_t max_message) {
   duct__frame f = {DUCT__VERSION, DUCT__HELLO, 0, 0, 0, 0, 0, DUCT__HELLO_SIZE};
-  duct__hello h = {DUCT__VERSION, DUCT__VERSION, max_frame, max_message};
+  duct__hello h = {DUCT__VERSION, DUCT__VERSION_MAX, max_frame, max_message};
   duct__frame_encode(&f, out);
   duct__hello_encode(&h, out + DUCT__HEADER_SIZE);
 }
@@ -45,4 +45,15 @@ int duct__wire_frag(const duct__frame *tmpl, uint8_t *payload, size_t len,
   iov[1].base = payload + off;
   iov[1].len = f.payload_len;
   return f.payload_len ? 2 : 1;
+}
+
+size_t duct__wire_ctl(uint8_t out[DUCT__CTL_MSG_MAX], uint8_t type, uint32_t call_id,
+                      uint32_t credit) {
+  uint8_t version = type >= DUCT__STREAM_DATA ? 2 : 1;
+  uint32_t n = type == DUCT__CREDIT ? DUCT__CREDIT_SIZE : 0;
+  duct__frame f = {version, type, 0, call_id, 0, 0, 0, n};
+  duct__frame_encode(&f, out);
+  if (n)
+    duct__credit_encode(out + DUCT__HEADER_SIZE, credit);
+  return DUCT__HEADER_SIZE + n;
 }

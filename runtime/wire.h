@@ -22,6 +22,12 @@ size_t duct__wire_text(uint8_t out[DUCT__TEXT_MSG_MAX], uint8_t type,
                        uint32_t call_id, uint32_t method_id, duct_code status,
                        const char *text);
 
+/* A control frame of a call: CANCEL, HALF_CLOSE, or CREDIT granting
+ * `credit` bytes (ignored for the others). Returns the message length. */
+#define DUCT__CTL_MSG_MAX (DUCT__HEADER_SIZE + DUCT__CREDIT_SIZE)
+size_t duct__wire_ctl(uint8_t out[DUCT__CTL_MSG_MAX], uint8_t type, uint32_t call_id,
+                      uint32_t credit);
+
 /* Pieces of fragment i of `payload` (len bytes) sent as frames of at most
  * max_frame bytes with header template tmpl. When the payload was packed
  * at buf + DUCT__HEADER_SIZE with room before it (`headroom` = 1) and the

@@ -24,6 +24,7 @@
 
 #define DEFAULT_MAX_CONNECTIONS 1024u
 #define DEFAULT_IDLE_TIMEOUT_MS 10000u
+#define DEFAULT_MAX_CALLS 1024u
 /* Accepted option ranges (duct/server.h, docs/GUIDE.md). A max_message_size
  * under 1 KiB is refused rather than obeyed: it is nearly always a unit
  * mistake (KiB meant, bytes given), and would make ordinary calls fail
@@ -58,45 +59,145 @@ struct duct_server {
   entry *methods; /* sorted by id once started, for bsearch */
   size_t n_methods;
   duct__listener *l;
-  duct__mutex mu; /* for cv */
-  duct__cond cv;  /* signalled when the last call ends while stopping */
+  duct__mutex mu; /* cv, conns */
+  duct__cond cv;  /* the last call ends while stopping; a thread ends */
   int started, stopped;
   duct__budget partial; /* all partly received requests together */
   size_t call_memory;   /* one call's arena cap */
   size_t queue_cap;     /* bytes one connection may have queued */
+  sconn *conns;         /* every sconn not yet freed, under mu */
   /* Read by every call, so atomics rather than `mu`: a call touches no lock
    * that its own connection does not need. */
   atomic_int stopping;
-  atomic_int inflight; /* calls between dispatch and reply */
+  atomic_int inflight; /* handlers running (workers and stream threads) */
 };
 
-/* The server's record of one connection (the transport's duct__conn holds
- * the lifecycle, the idle clock and the send queue). Touched only by the
- * connection's owner, one message at a time. */
-struct sconn {
-  duct_server *s;
-  duct__conn *c;
-  duct_peer peer;
-  duct__session sess; /* HELLO, limits, reassembly (runtime/session.h) */
-  duct__arena arena;
+/* Why a call was cancelled; what its client is told. */
+enum cancel_why {
+  BY_CLIENT = 1, /* its CANCEL: answered with CANCEL */
+  BY_GONE,       /* the connection ended: nothing can be said */
+  BY_DEADLINE,   /* RESPONSE DEADLINE_EXCEEDED */
+  BY_STOP,       /* RESPONSE UNAVAILABLE */
 };
 
+/* One message of a client's stream, waiting for duct_stream_recv. */
+typedef struct rxnode {
+  struct rxnode *next;
+  size_t len; /* the packed message follows */
+} rxnode;
+
+/* One call. duct_ctx is the call itself and a duct_stream is the same
+ * object seen by stream functions, so a handle needs no second lookup.
+ * Lifetime: `refs` (the handler running, the application's hold after
+ * duct_stream_keep, a thread inside a callback); the call stays on its
+ * connection's list until freed, its end (`finished`) is decided once. */
 struct duct_ctx {
   sconn *sc;
   const entry *e;
+  uint32_t id;
+  duct_method_kind kind;
   int64_t deadline; /* absolute, duct__now_ms scale; -1 none */
   char *message;    /* set by duct_ctx_fail, in the arena */
+  duct__arena arena;
+  ProtobufCMessage *req, *reply;
+  atomic_int refs;
+  atomic_int cancelled;
+  int kept, released; /* the handler's thread only, then the holder's */
+  /* Under sc->mu: */
+  int finished;       /* the end is decided: nothing more is sent */
+  int half_closed;    /* the client's stream ended */
+  duct_cancel_cb on_cancel;
+  void *cancel_user;
+  duct_stream_cb on_writable;
+  void *writable_user;
+  rxnode *rxhead, *rxtail;
+  duct__flow rx, tx;
+  duct__cond cv;      /* recv and send wait here */
+  struct duct_ctx *prev, *next; /* sc->calls */
+  struct duct_ctx *run_next;    /* sc->runq */
 };
+
+struct duct_stream {
+  struct duct_ctx ctx;
+};
+
+/* The server's record of one connection (the transport's duct__conn holds
+ * the lifecycle, the idle clock and the send queue). The receive state is
+ * the owner's (message() is never concurrent for a connection); calls
+ * run on other threads and share the rest under `mu`. */
+struct sconn {
+  duct_server *s;
+  duct__conn *c; /* NULL once the connection ended (under mu and tx_mu) */
+  duct_peer peer;
+  char user[192];
+  duct__session sess; /* HELLO, limits, reassembly (runtime/session.h) */
+  atomic_int refs;    /* the connection's, and one per call */
+  duct__mutex mu;     /* calls, runq, spare, each call's state */
+  duct__mutex tx_mu;  /* one message at a time goes out, whole */
+  uint8_t *txbuf;     /* under tx_mu: stream messages are packed here */
+  size_t txcap;
+  struct duct_ctx *calls;  /* not yet freed, newest first */
+  uint32_t nopen;          /* of those, not finished */
+  struct duct_ctx *runq, *runq_tail; /* unary calls waiting for run() */
+  struct duct_ctx *spare;  /* a freed call kept for the next one */
+  int closed;
+  sconn *snext, *sprev; /* s->conns */
+};
+
+/* ---- connection references ---- */
+
+static void sconn_free(sconn *sc) {
+  duct__free(sc->spare ? (duct__arena_free(&sc->spare->arena),
+                          duct__cond_destroy(&sc->spare->cv), sc->spare)
+                       : NULL);
+  duct__free(sc->txbuf);
+  duct__mutex_destroy(&sc->mu);
+  duct__mutex_destroy(&sc->tx_mu);
+  duct__free(sc);
+}
+
+static void sconn_ref(sconn *sc) { atomic_fetch_add(&sc->refs, 1); }
+
+/* The last reference is dropped under s->mu, so a walk of s->conns (the
+ * tick, a stop) never takes a reference on a connection being freed. */
+static void sconn_unref(sconn *sc) {
+  int one = 1;
+  if (atomic_load(&sc->refs) > 1 && atomic_fetch_sub(&sc->refs, 1) > 1)
+    return;
+  duct_server *s = sc->s;
+  duct__mutex_lock(&s->mu);
+  if (!atomic_compare_exchange_strong(&sc->refs, &one, 0)) {
+    atomic_fetch_sub(&sc->refs, 1);
+    duct__mutex_unlock(&s->mu);
+    return;
+  }
+  if (sc->sprev)
+    sc->sprev->snext = sc->snext;
+  else
+    s->conns = sc->snext;
+  if (sc->snext)
+    sc->snext->sprev = sc->sprev;
+  duct__mutex_unlock(&s->mu);
+  sconn_free(sc);
+}
+
+/* Under s->mu: a reference unless the connection is being freed. */
+static int sconn_try_ref(sconn *sc) {
+  int n = atomic_load(&sc->refs);
+  while (n > 0)
+    if (atomic_compare_exchange_weak(&sc->refs, &n, n + 1))
+      return 1;
+  return 0;
+}
 
 /* ---- in a handler ---- */
 
 void *duct_ctx_user(const duct_ctx *ctx) { return ctx->e->user; }
 const duct_peer *duct_ctx_peer(const duct_ctx *ctx) { return &ctx->sc->peer; }
 const duct_method *duct_ctx_method(const duct_ctx *ctx) { return ctx->e->m; }
-ProtobufCAllocator *duct_ctx_allocator(duct_ctx *ctx) { return &ctx->sc->arena.pc; }
-void *duct_ctx_alloc(duct_ctx *ctx, size_t size) {
-  return duct__arena_alloc(&ctx->sc->arena, size);
-}
+ProtobufCAllocator *duct_ctx_allocator(duct_ctx *ctx) { return &ctx->arena.pc; }
+void *duct_ctx_alloc(duct_ctx *ctx, size_t size) { return duct__arena_alloc(&ctx->arena, size); }
+int duct_ctx_cancelled(const duct_ctx *ctx) { return atomic_load(&ctx->cancelled); }
 
 int64_t duct_ctx_remaining_ms(const duct_ctx *ctx) {
   if (ctx->deadline < 0)
@@ -125,12 +226,30 @@ duct_code duct_ctx_fail(duct_ctx *ctx, duct_code code, const char *fmt, ...) {
 
 /* ---- sending ---- */
 
+/* Under tx_mu. */
+static duct_code sc_send(void *arg, const duct__iov *iov, int n, int last) {
+  sconn *sc = arg;
+  (void)last;
+  return sc->c ? sc->s->t->conn_send(sc->c, iov, n) : DUCT_UNAVAILABLE;
+}
+
+static int send_msg(sconn *sc, const uint8_t *msg, size_t n) {
+  duct__iov iov = {msg, n};
+  duct__mutex_lock(&sc->tx_mu);
+  duct_code rc = sc_send(sc, &iov, 1, 1);
+  duct__mutex_unlock(&sc->tx_mu);
+  return rc == DUCT_OK ? 0 : -1;
+}
+
 static int send_text(sconn *sc, uint8_t type, uint32_t call, uint32_t method,
                      duct_code code, const char *text) {
   uint8_t msg[DUCT__TEXT_MSG_MAX];
-  size_t n = duct__wire_text(msg, type, call, method, code, text);
-  duct__iov iov = {msg, n};
-  return sc->s->t->conn_send(sc->c, &iov, 1) == DUCT_OK ? 0 : -1;
+  return send_msg(sc, msg, duct__wire_text(msg, type, call, method, code, text));
+}
+
+static int send_ctl(sconn *sc, uint8_t type, uint32_t call, uint32_t credit) {
+  uint8_t msg[DUCT__CTL_MSG_MAX];
+  return send_msg(sc, msg, duct__wire_ctl(msg, type, call, credit));
 }
 
 /* A GOAWAY that never waits: for connections this thread does not own. */
@@ -150,17 +269,312 @@ static int violation(sconn *sc, duct_code code, const char *why) {
   return -1;
 }
 
-static duct_code reply_sink(void *ctx, const duct__iov *iov, int n, int last) {
-  sconn *sc = ctx;
-  (void)last;
-  return sc->s->t->conn_send(sc->c, iov, n);
+/* ---- calls ---- */
+
+static duct_ctx *call_new(sconn *sc) {
+  duct__mutex_lock(&sc->mu);
+  duct_ctx *x = sc->spare;
+  sc->spare = NULL;
+  duct__mutex_unlock(&sc->mu);
+  if (!x) {
+    if (!(x = duct__calloc(1, sizeof *x)))
+      return NULL;
+    duct__cond_init(&x->cv);
+    duct__arena_init(&x->arena, ARENA_KEEP);
+    duct__arena_set_limit(&x->arena, sc->s->call_memory);
+  }
+  duct__cond c = x->cv;
+  duct__arena a = x->arena;
+  memset(x, 0, sizeof *x);
+  x->cv = c;
+  x->arena = a;
+  x->arena.pc.allocator_data = &x->arena; /* moved: point back at it */
+  x->sc = sc;
+  x->deadline = -1;
+  atomic_init(&x->refs, 1);
+  atomic_init(&x->cancelled, 0);
+  duct__flow_init(&x->rx);
+  duct__flow_init(&x->tx);
+  sconn_ref(sc);
+  return x;
 }
 
-/* Sends a packed reply as RESPONSE frames. `payload` has header room. */
-static int send_reply(sconn *sc, const duct__frame *req, uint8_t *payload, size_t len) {
-  duct__frame tmpl = {DUCT__VERSION, DUCT__RESPONSE, 0, req->call_id, req->method_id,
-                      DUCT_OK, 0, 0};
-  return duct__session_send(&sc->sess, &tmpl, payload, len, reply_sink, sc) == DUCT_OK ? 0 : -1;
+static void call_ref(duct_ctx *x) { atomic_fetch_add(&x->refs, 1); }
+
+static void call_unref(duct_ctx *x) {
+  if (atomic_fetch_sub(&x->refs, 1) != 1)
+    return;
+  sconn *sc = x->sc;
+  for (rxnode *n = x->rxhead, *next; n; n = next) {
+    next = n->next;
+    duct__free(n);
+  }
+  duct__arena_reset(&x->arena);
+  duct__mutex_lock(&sc->mu);
+  if (x->prev || sc->calls == x) {
+    if (x->prev)
+      x->prev->next = x->next;
+    else
+      sc->calls = x->next;
+    if (x->next)
+      x->next->prev = x->prev;
+  }
+  if (!sc->spare && !sc->closed) {
+    sc->spare = x; /* the next call allocates nothing */
+    x = NULL;
+  }
+  duct__mutex_unlock(&sc->mu);
+  if (x) {
+    duct__arena_free(&x->arena);
+    duct__cond_destroy(&x->cv);
+    duct__free(x);
+  }
+  sconn_unref(sc);
+}
+
+/* Under sc->mu: an open call by id. */
+static duct_ctx *find_call(sconn *sc, uint32_t id) {
+  for (duct_ctx *x = sc->calls; x; x = x->next)
+    if (x->id == id && !x->finished)
+      return x;
+  return NULL;
+}
+
+/* Under sc->mu: decides the call's end; 1 for the one caller that does. */
+static int end_locked(duct_ctx *x) {
+  if (x->finished)
+    return 0;
+  x->finished = 1;
+  sconn *sc = x->sc;
+  sc->nopen--;
+  if (sc->c)
+    atomic_fetch_sub(&sc->c->in_call, 1);
+  duct__cond_broadcast(&x->cv);
+  return 1;
+}
+
+/* Sends the call's final status: its reply (payload at buf +
+ * DUCT__HEADER_SIZE, len bytes) or an error text. */
+static void send_end(duct_ctx *x, duct_code code, const char *text, uint8_t *payload,
+                     size_t len) {
+  sconn *sc = x->sc;
+  uint32_t mid = x->e ? x->e->m->id : 0;
+  if (code != DUCT_OK || !payload) {
+    if (code != DUCT_OK && !text)
+      text = duct_code_message(code);
+    send_text(sc, DUCT__RESPONSE, x->id, mid, code, code != DUCT_OK ? text : NULL);
+    return;
+  }
+  duct__frame tmpl = {DUCT__VERSION, DUCT__RESPONSE, 0, x->id, mid, DUCT_OK, 0, 0};
+  duct__mutex_lock(&sc->tx_mu);
+  duct__session_send(&sc->sess, &tmpl, payload, len, sc_send, sc);
+  duct__mutex_unlock(&sc->tx_mu);
+}
+
+/* Ends the call with `code` unless something ended it first. 1 if this did. */
+static int call_end(duct_ctx *x, duct_code code, const char *text, uint8_t *payload,
+                    size_t len) {
+  duct__mutex_lock(&x->sc->mu);
+  int won = end_locked(x);
+  duct__mutex_unlock(&x->sc->mu);
+  if (won)
+    send_end(x, code, text, payload, len);
+  return won;
+}
+
+/* Cancels a call once: its waiters wake, its callbacks run (on this
+ * thread, no lock held) and its client is told what `why` says. */
+static void call_cancel(duct_ctx *x, enum cancel_why why) {
+  sconn *sc = x->sc;
+  duct__mutex_lock(&sc->mu);
+  if (x->finished && why != BY_GONE) {
+    duct__mutex_unlock(&sc->mu);
+    return;
+  }
+  int first = !atomic_exchange(&x->cancelled, 1);
+  int ended = end_locked(x);
+  duct_cancel_cb cb = first ? x->on_cancel : NULL;
+  void *cu = x->cancel_user;
+  duct_stream_cb wcb = first ? x->on_writable : NULL;
+  void *wu = x->writable_user;
+  x->on_cancel = NULL;
+  x->on_writable = NULL;
+  duct__cond_broadcast(&x->cv);
+  call_ref(x);
+  duct__mutex_unlock(&sc->mu);
+  if (ended) {
+    if (why == BY_CLIENT)
+      send_ctl(sc, DUCT__CANCEL, x->id, 0);
+    else if (why == BY_DEADLINE)
+      send_end(x, DUCT_DEADLINE_EXCEEDED, "the call's deadline passed", NULL, 0);
+    else if (why == BY_STOP)
+      send_end(x, DUCT_UNAVAILABLE, "the server is stopping", NULL, 0);
+  }
+  if (cb)
+    cb(x, cu);
+  if (wcb)
+    wcb((duct_stream *)(void *)x, wu);
+  call_unref(x);
+}
+
+void duct_ctx_on_cancel(duct_ctx *ctx, duct_cancel_cb cb, void *user) {
+  duct__mutex_lock(&ctx->sc->mu);
+  int now = atomic_load(&ctx->cancelled);
+  if (!now) {
+    ctx->on_cancel = cb;
+    ctx->cancel_user = user;
+  }
+  duct__mutex_unlock(&ctx->sc->mu);
+  if (now && cb)
+    cb(ctx, user);
+}
+
+/* Wakes duct_server_stop when the last handler ends during a stop. The
+ * decrement comes before the read of `stopping` (both sequentially
+ * consistent), so a stop that began earlier always sees the decrement or
+ * gets this broadcast. Nothing of `s` is touched after the unlock: a
+ * stream thread may be the last user of the server. */
+static void call_done(duct_server *s) {
+  if (atomic_fetch_sub(&s->inflight, 1) == 1 && atomic_load(&s->stopping)) {
+    duct__mutex_lock(&s->mu);
+    duct__cond_broadcast(&s->cv);
+    duct__mutex_unlock(&s->mu);
+  }
+}
+
+/* ---- streams ---- */
+
+static duct_ctx *ctx_of(duct_stream *st) { return &st->ctx; }
+
+duct_ctx *duct_stream_ctx(duct_stream *st) { return ctx_of(st); }
+
+void duct_stream_keep(duct_stream *st) {
+  duct_ctx *x = ctx_of(st);
+  if (!x->kept) {
+    x->kept = 1;
+    call_ref(x); /* the holder's, released by duct_stream_finish */
+  }
+}
+
+void duct_stream_on_writable(duct_stream *st, duct_stream_cb cb, void *user) {
+  duct_ctx *x = ctx_of(st);
+  duct__mutex_lock(&x->sc->mu);
+  x->on_writable = cb;
+  x->writable_user = user;
+  duct__mutex_unlock(&x->sc->mu);
+}
+
+/* Under sc->mu: whether a stream message may go now. The connection's
+ * queue counts too: many streams on one connection must not pile up past
+ * what one slow reader may make the server hold. */
+static int may_send(duct_ctx *x) {
+  sconn *sc = x->sc;
+  return x->tx.avail > 0 && (!sc->c || duct__conn_queued(sc->c) < sc->s->queue_cap / 2);
+}
+
+duct_code duct_stream_send(duct_stream *st, const ProtobufCMessage *msg, int timeout_ms) {
+  duct_ctx *x = ctx_of(st);
+  sconn *sc = x->sc;
+  if (!msg || msg->descriptor != x->e->m->output ||
+      (x->kind != DUCT_SERVER_STREAMING && x->kind != DUCT_BIDI_STREAMING))
+    return DUCT_FAILED_PRECONDITION;
+  size_t len = protobuf_c_message_get_packed_size(msg);
+  if (len > sc->sess.peer_max_message)
+    return DUCT_RESOURCE_EXHAUSTED;
+  int64_t until = timeout_ms < 0 ? -1 : duct__now_ms() + timeout_ms;
+  duct__mutex_lock(&sc->mu);
+  for (;;) {
+    if (atomic_load(&x->cancelled) || (x->finished && !x->kept)) {
+      duct__mutex_unlock(&sc->mu);
+      return DUCT_CANCELLED;
+    }
+    if (x->finished) {
+      duct__mutex_unlock(&sc->mu);
+      return DUCT_FAILED_PRECONDITION;
+    }
+    if (may_send(x))
+      break;
+    if (x->tx.avail > 0 && sc->c)
+      duct__conn_want_drained(sc->c); /* the queue, not the client's window */
+    if (timeout_ms == 0 ||
+        (duct__cond_wait(&x->cv, &sc->mu, until) && until >= 0 && duct__now_ms() >= until)) {
+      duct__mutex_unlock(&sc->mu);
+      return DUCT_RESOURCE_EXHAUSTED;
+    }
+  }
+  x->tx.avail -= (int64_t)DUCT__STREAM_COST(len);
+  duct__mutex_unlock(&sc->mu);
+
+  duct_code rc = DUCT_OK;
+  duct__mutex_lock(&sc->tx_mu);
+  if (DUCT__HEADER_SIZE + len > sc->txcap) {
+    uint8_t *nb = duct__realloc(sc->txbuf, DUCT__HEADER_SIZE + len);
+    if (!nb)
+      rc = DUCT_RESOURCE_EXHAUSTED;
+    else {
+      sc->txbuf = nb;
+      sc->txcap = DUCT__HEADER_SIZE + len;
+    }
+  }
+  if (rc == DUCT_OK) {
+    protobuf_c_message_pack(msg, sc->txbuf + DUCT__HEADER_SIZE);
+    duct__frame tmpl = {2, DUCT__STREAM_DATA, 0, x->id, 0, 0, 0, 0};
+    rc = duct__session_send(&sc->sess, &tmpl, sc->txbuf + DUCT__HEADER_SIZE, len, sc_send, sc);
+  }
+  duct__mutex_unlock(&sc->tx_mu);
+  return rc == DUCT_OK ? DUCT_OK : DUCT_CANCELLED;
+}
+
+duct_code duct_stream_recv(duct_stream *st, ProtobufCMessage **msg, int timeout_ms) {
+  duct_ctx *x = ctx_of(st);
+  sconn *sc = x->sc;
+  if (msg)
+    *msg = NULL;
+  if (!msg || (x->kind != DUCT_CLIENT_STREAMING && x->kind != DUCT_BIDI_STREAMING))
+    return DUCT_FAILED_PRECONDITION;
+  int64_t until = timeout_ms < 0 ? -1 : duct__now_ms() + timeout_ms;
+  duct__mutex_lock(&sc->mu);
+  while (!x->rxhead) {
+    if (atomic_load(&x->cancelled) || x->finished) {
+      duct__mutex_unlock(&sc->mu);
+      return DUCT_CANCELLED;
+    }
+    if (x->half_closed) {
+      duct__mutex_unlock(&sc->mu);
+      return DUCT_OK;
+    }
+    if (timeout_ms == 0 ||
+        (duct__cond_wait(&x->cv, &sc->mu, until) && until >= 0 && duct__now_ms() >= until)) {
+      duct__mutex_unlock(&sc->mu);
+      return DUCT_DEADLINE_EXCEEDED;
+    }
+  }
+  rxnode *n = x->rxhead;
+  x->rxhead = n->next;
+  if (!x->rxhead)
+    x->rxtail = NULL;
+  uint32_t grant = duct__flow_taken(&x->rx, n->len);
+  duct__mutex_unlock(&sc->mu);
+  if (grant)
+    send_ctl(sc, DUCT__CREDIT, x->id, grant);
+  *msg = protobuf_c_message_unpack(x->e->m->input, NULL, n->len, (const uint8_t *)(n + 1));
+  duct__free(n);
+  return *msg ? DUCT_OK : DUCT_INVALID_ARGUMENT;
+}
+
+duct_code duct_stream_finish(duct_stream *st, duct_code code, const char *message) {
+  duct_ctx *x = ctx_of(st);
+  if ((unsigned)code >= DUCT_CODE_COUNT)
+    code = DUCT_UNKNOWN;
+  char text[DUCT__MAX_ERROR_TEXT + 1];
+  if (message)
+    duct__utf8_format(text, sizeof text, "%s", message);
+  int won = call_end(x, code, message ? text : NULL, NULL, 0);
+  if (x->kept && !x->released) {
+    x->released = 1;
+    call_unref(x);
+  }
+  return won ? DUCT_OK : DUCT_FAILED_PRECONDITION;
 }
 
 /* ---- dispatch ---- */
@@ -174,122 +588,352 @@ static const entry *find_method(const duct_server *s, uint32_t id) {
   return bsearch(&id, s->methods, s->n_methods, sizeof *s->methods, by_id);
 }
 
-/* Runs one complete request and answers it. Returns -1 only when the
- * connection must close (the reply could not be sent). */
-static int run_call(sconn *sc, const duct__frame *h, const uint8_t *data, size_t len,
-                    int64_t started) {
+/* Packs a handler's reply into the call's arena and ends the call with
+ * it (or with the reason it cannot be sent). */
+static void end_with_reply(duct_ctx *x, duct_code code) {
+  sconn *sc = x->sc;
   duct_server *s = sc->s;
-  duct_ctx ctx = {sc, NULL, -1, NULL};
-  duct_code code;
   char why[160];
-  const char *text = NULL;
-
-  if (h->deadline_ms) {
-    ctx.deadline = started + h->deadline_ms;
-    if (duct__now_ms() >= ctx.deadline) {
-      text = "the deadline expired before the call started";
-      code = DUCT_DEADLINE_EXCEEDED;
-      goto fail;
-    }
-  }
-  ctx.e = find_method(s, h->method_id);
-  if (!ctx.e) {
-    snprintf(why, sizeof why, "no method with id 0x%08x on this server",
-             (unsigned)h->method_id);
-    text = why;
-    code = DUCT_UNIMPLEMENTED;
-    goto fail;
-  }
-  const duct_method *m = ctx.e->m;
-  if (s->o.authorize) {
-    code = s->o.authorize(s->o.authorize_user, &sc->peer, m);
-    if (code != DUCT_OK) {
-      snprintf(why, sizeof why, "%s refused for pid %u (user %s)", m->name,
-               (unsigned)sc->peer.pid, sc->peer.user);
-      text = why;
-      goto fail;
-    }
-  }
-  ProtobufCMessage *req = protobuf_c_message_unpack(m->input, &sc->arena.pc, len, data);
-  if (!req) {
-    /* protobuf-c says NULL for both; only the arena knows which it was. */
-    if (sc->arena.over_limit) {
-      snprintf(why, sizeof why,
-               "unpacking the request needs more than the %zu bytes one call may "
-               "use (max_call_memory)", s->call_memory);
-      duct__log(&s->log, DUCT_LOG_WARN, "refusing %s from pid %u: %s", m->name,
-                (unsigned)sc->peer.pid, why);
-      text = why;
-      code = DUCT_RESOURCE_EXHAUSTED;
-    } else if (sc->arena.out_of_memory) {
-      text = "out of memory unpacking the request";
-      code = DUCT_RESOURCE_EXHAUSTED;
-    } else {
-      snprintf(why, sizeof why, "request does not parse as %s", m->input->name);
-      text = why;
-      code = DUCT_INVALID_ARGUMENT;
-    }
-    goto fail;
-  }
-  ProtobufCMessage *reply = duct__arena_alloc(&sc->arena, m->output->sizeof_message);
-  if (!reply) {
-    text = "out of memory for the reply";
-    code = DUCT_RESOURCE_EXHAUSTED;
-    goto fail;
-  }
-  protobuf_c_message_init(m->output, reply);
-
-  code = m->invoke(ctx.e->handlers, &ctx, req, reply);
   if (code != DUCT_OK) {
     if ((unsigned)code >= DUCT_CODE_COUNT)
       code = DUCT_UNKNOWN; /* a handler returned something that is no code */
-    text = ctx.message;
-    goto fail;
+    call_end(x, code, x->message, NULL, 0);
+    return;
   }
-  size_t n = protobuf_c_message_get_packed_size(reply);
+  if (!x->reply) {
+    call_end(x, DUCT_OK, NULL, NULL, 0); /* a stream's clean end */
+    return;
+  }
+  size_t n = protobuf_c_message_get_packed_size(x->reply);
   if (n > sc->sess.peer_max_message) {
-    snprintf(why, sizeof why, "reply of %zu bytes exceeds the client's limit of %u",
-             n, (unsigned)sc->sess.peer_max_message);
-    text = why;
-    code = DUCT_RESOURCE_EXHAUSTED;
-    goto fail;
+    snprintf(why, sizeof why, "reply of %zu bytes exceeds the client's limit of %u", n,
+             (unsigned)sc->sess.peer_max_message);
+    call_end(x, DUCT_RESOURCE_EXHAUSTED, why, NULL, 0);
+    return;
   }
   /* A reply must fit the connection's send queue with its headers, in
    * case the client reads it slowly. */
   if (n + duct__frag_count(n, sc->sess.peer_max_frame) * DUCT__HEADER_SIZE > s->queue_cap) {
-    snprintf(why, sizeof why, "reply of %zu bytes exceeds the server's send limit of %zu",
-             n, s->queue_cap);
-    text = why;
-    code = DUCT_RESOURCE_EXHAUSTED;
-    goto fail;
+    snprintf(why, sizeof why, "reply of %zu bytes exceeds the server's send limit of %zu", n,
+             s->queue_cap);
+    call_end(x, DUCT_RESOURCE_EXHAUSTED, why, NULL, 0);
+    return;
   }
-  uint8_t *buf = duct__arena_alloc(&sc->arena, DUCT__HEADER_SIZE + n);
+  uint8_t *buf = duct__arena_alloc(&x->arena, DUCT__HEADER_SIZE + n);
   if (!buf) {
-    text = "out of memory for the reply";
+    call_end(x, DUCT_RESOURCE_EXHAUSTED, "out of memory for the reply", NULL, 0);
+    return;
+  }
+  protobuf_c_message_pack(x->reply, buf + DUCT__HEADER_SIZE);
+  call_end(x, DUCT_OK, NULL, buf + DUCT__HEADER_SIZE, n);
+}
+
+/* After the handler of the connection's last open call during a stop:
+ * tell the client why the connection ends so its next call reconnects
+ * elsewhere. duct_server_stop closes it once this is written. */
+static void goaway_if_last(sconn *sc) {
+  if (!atomic_load(&sc->s->stopping))
+    return;
+  duct__mutex_lock(&sc->mu);
+  int last = sc->nopen == 0;
+  duct__mutex_unlock(&sc->mu);
+  if (last)
+    send_text(sc, DUCT__GOAWAY, 0, 0, DUCT_UNAVAILABLE, "the server is stopping");
+}
+
+/* A unary call, on the worker that read it, after its connection was
+ * re-armed (so its CANCEL or its client's disconnect is seen meanwhile). */
+static void on_run(void *state) {
+  sconn *sc = state;
+  duct_server *s = sc->s;
+  duct__mutex_lock(&sc->mu);
+  duct_ctx *x = sc->runq;
+  if (x && !(sc->runq = x->run_next))
+    sc->runq_tail = NULL;
+  duct__mutex_unlock(&sc->mu);
+  if (!x)
+    return;
+  duct_code code = x->e->m->invoke(x->e->handlers, x, x->req, x->reply);
+  end_with_reply(x, code);
+  sconn_ref(sc);
+  call_unref(x);
+  goaway_if_last(sc);
+  sconn_unref(sc);
+  call_done(s);
+}
+
+/* A streaming call's handler, on a thread of its own (duct/server.h says
+ * why). */
+static void stream_main(void *arg) {
+  duct_ctx *x = arg;
+  duct_server *s = x->sc->s;
+  const duct_method *m = x->e->m;
+  duct_code code = m->invoke_stream(x->e->handlers, x,
+                                    x->kind == DUCT_SERVER_STREAMING ? x->req : NULL,
+                                    (duct_stream *)(void *)x,
+                                    x->kind == DUCT_CLIENT_STREAMING ? x->reply : NULL);
+  if (!x->kept)
+    end_with_reply(x, code);
+  call_unref(x);
+  call_done(s);
+}
+
+/* Unpacks the request into the call's arena. On failure, fills why. */
+static duct_code unpack_request(duct_ctx *x, const uint8_t *data, size_t len, char *why,
+                                size_t cap) {
+  duct_server *s = x->sc->s;
+  const duct_method *m = x->e->m;
+  x->req = protobuf_c_message_unpack(m->input, &x->arena.pc, len, data);
+  if (x->req)
+    return DUCT_OK;
+  /* protobuf-c says NULL for both; only the arena knows which it was. */
+  if (x->arena.over_limit) {
+    snprintf(why, cap,
+             "unpacking the request needs more than the %zu bytes one call may "
+             "use (max_call_memory)", s->call_memory);
+    duct__log(&s->log, DUCT_LOG_WARN, "refusing %s from pid %u: %s", m->name,
+              (unsigned)x->sc->peer.pid, why);
+    return DUCT_RESOURCE_EXHAUSTED;
+  }
+  if (x->arena.out_of_memory) {
+    snprintf(why, cap, "out of memory unpacking the request");
+    return DUCT_RESOURCE_EXHAUSTED;
+  }
+  snprintf(why, cap, "request does not parse as %s", m->input->name);
+  return DUCT_INVALID_ARGUMENT;
+}
+
+/* A whole request arrived: a new call. Returns what message() returns. */
+static int on_request(sconn *sc, const duct__msg *m, int64_t started, duct_code rc,
+                      const char *exhausted) {
+  duct_server *s = sc->s;
+  const duct__frame *h = &m->hdr;
+  char why[200];
+  const char *text = why;
+  duct_code code;
+  duct_ctx *x = NULL;
+  int v1 = sc->sess.version < 2;
+
+  duct__mutex_lock(&sc->mu);
+  int dup = find_call(sc, h->call_id) != NULL;
+  int full = sc->nopen >= s->o.max_calls_per_connection;
+  duct__mutex_unlock(&sc->mu);
+  if (dup)
+    return violation(sc, DUCT_INTERNAL, "REQUEST for a call id that is still open");
+
+  if (atomic_load(&s->stopping)) {
+    text = "the server is stopping";
+    code = DUCT_UNAVAILABLE;
+    goto fail;
+  }
+  if (rc == DUCT_RESOURCE_EXHAUSTED) {
+    if (sc->sess.rx.budget && strstr(exhausted, "budget")) {
+      snprintf(why, sizeof why, "the server's memory for partly received requests "
+               "(max_partial_memory, %zu bytes) is in use; try again", s->partial.limit);
+      duct__log(&s->log, DUCT_LOG_WARN, "refusing a request from pid %u: %s",
+                (unsigned)sc->peer.pid, why);
+    } else {
+      snprintf(why, sizeof why, "request exceeds the server's maximum message size of %u bytes",
+               (unsigned)s->o.max_message_size);
+    }
+    code = rc;
+    goto fail;
+  }
+  if (h->deadline_ms && duct__now_ms() >= started + h->deadline_ms) {
+    text = "the deadline expired before the call started";
+    code = DUCT_DEADLINE_EXCEEDED;
+    goto fail;
+  }
+  const entry *e = find_method(s, h->method_id);
+  if (!e) {
+    snprintf(why, sizeof why, "no method with id 0x%08x on this server", (unsigned)h->method_id);
+    code = DUCT_UNIMPLEMENTED;
+    goto fail;
+  }
+  if (s->o.authorize) {
+    code = s->o.authorize(s->o.authorize_user, &sc->peer, e->m);
+    if (code != DUCT_OK) {
+      snprintf(why, sizeof why, "%s refused for pid %u (user %s)", e->m->name,
+               (unsigned)sc->peer.pid, sc->peer.user);
+      goto fail;
+    }
+  }
+  if (e->m->kind != DUCT_UNARY && v1) {
+    snprintf(why, sizeof why, "%s is a streaming method; streams need protocol version 2",
+             e->m->name);
+    code = DUCT_UNIMPLEMENTED;
+    goto fail;
+  }
+  if (full) {
+    snprintf(why, sizeof why, "this connection already has %u calls open "
+             "(max_calls_per_connection)", (unsigned)s->o.max_calls_per_connection);
     code = DUCT_RESOURCE_EXHAUSTED;
     goto fail;
   }
-  protobuf_c_message_pack(reply, buf + DUCT__HEADER_SIZE);
-  return send_reply(sc, h, buf + DUCT__HEADER_SIZE, n);
+  if (!(x = call_new(sc))) {
+    text = "out of memory for the call";
+    code = DUCT_RESOURCE_EXHAUSTED;
+    goto fail;
+  }
+  x->e = e;
+  x->id = h->call_id;
+  x->kind = e->m->kind;
+  if (h->deadline_ms)
+    x->deadline = started + h->deadline_ms;
+  if (x->kind == DUCT_UNARY || x->kind == DUCT_SERVER_STREAMING) {
+    code = unpack_request(x, m->data, m->len, why, sizeof why);
+    if (code != DUCT_OK)
+      goto fail;
+  } else if (m->len) {
+    snprintf(why, sizeof why, "%s takes its requests as a stream; the REQUEST must be empty",
+             e->m->name);
+    code = DUCT_INVALID_ARGUMENT;
+    goto fail;
+  }
+  if (x->kind == DUCT_UNARY || x->kind == DUCT_CLIENT_STREAMING) {
+    x->reply = duct__arena_alloc(&x->arena, e->m->output->sizeof_message);
+    if (!x->reply) {
+      text = "out of memory for the reply";
+      code = DUCT_RESOURCE_EXHAUSTED;
+      goto fail;
+    }
+    protobuf_c_message_init(e->m->output, x->reply);
+  }
+
+  /* Announce the call, then look at `stopping`: duct_server_stop does the
+   * opposite (sets `stopping`, then looks at in_call and the calls), so
+   * with these sequentially consistent operations at least one side sees
+   * the other: either this call is refused here, or stop lets it finish. */
+  atomic_fetch_add(&s->inflight, 1);
+  duct__mutex_lock(&sc->mu);
+  x->next = sc->calls;
+  if (sc->calls)
+    sc->calls->prev = x;
+  sc->calls = x;
+  sc->nopen++;
+  atomic_fetch_add(&sc->c->in_call, 1);
+  duct__mutex_unlock(&sc->mu);
+  if (atomic_load(&s->stopping)) {
+    call_end(x, DUCT_UNAVAILABLE, "the server is stopping", NULL, 0);
+    call_unref(x);
+    call_done(s);
+    return v1 ? 1 : 0;
+  }
+  if (x->kind == DUCT_UNARY) {
+    duct__mutex_lock(&sc->mu);
+    if (sc->runq_tail)
+      sc->runq_tail->run_next = x;
+    else
+      sc->runq = x;
+    sc->runq_tail = x;
+    duct__mutex_unlock(&sc->mu);
+    return 2; /* re-arm, then on_run */
+  }
+  if (duct__thread_start_detached(stream_main, x) != DUCT_OK) {
+    duct__log(&s->log, DUCT_LOG_WARN, "no thread for a stream of %s", e->m->name);
+    call_end(x, DUCT_RESOURCE_EXHAUSTED, "the server could not start a thread for the stream",
+             NULL, 0);
+    call_unref(x);
+    call_done(s);
+  }
+  return 0;
 
 fail:
-  return send_text(sc, DUCT__RESPONSE, h->call_id, h->method_id, code,
-                   text ? text : duct_code_message(code));
+  if (x)
+    call_unref(x);
+  /* A version 1 client waits for this answer and sends nothing before it. */
+  return send_text(sc, DUCT__RESPONSE, h->call_id, h->method_id, code, text) == 0 ? (v1 ? 1 : 0)
+                                                                              : -1;
+}
+
+/* A whole message of a client's stream arrived. */
+static int on_stream_data(sconn *sc, const duct__msg *m, duct_code rc) {
+  rxnode *n = NULL;
+  if (rc == DUCT_OK && !(n = duct__malloc(sizeof *n + m->len)))
+    rc = DUCT_RESOURCE_EXHAUSTED;
+  duct__mutex_lock(&sc->mu);
+  duct_ctx *x = find_call(sc, m->hdr.call_id);
+  const char *bad = NULL;
+  duct_code bad_code = DUCT_INTERNAL;
+  if (x && (x->half_closed ||
+            (x->kind != DUCT_CLIENT_STREAMING && x->kind != DUCT_BIDI_STREAMING))) {
+    bad = "STREAM_DATA on a call that takes none (or after its HALF_CLOSE)";
+  } else if (x && !duct__flow_arrived(&x->rx, m->len)) {
+    bad = "STREAM_DATA beyond the stream's credit";
+    bad_code = DUCT_RESOURCE_EXHAUSTED;
+  }
+  if (!x || bad || rc != DUCT_OK) {
+    /* Too large to keep (or no memory): the call fails, as a unary one
+     * would. A call that ended may still get what its client sent before
+     * it heard: dropped. */
+    int won = x && !bad && rc != DUCT_OK && end_locked(x);
+    if (won)
+      call_ref(x);
+    duct__mutex_unlock(&sc->mu);
+    duct__free(n);
+    if (bad)
+      return violation(sc, bad_code, bad);
+    if (won) {
+      send_end(x, DUCT_RESOURCE_EXHAUSTED,
+               "a stream message exceeds the server's maximum message size", NULL, 0);
+      call_unref(x);
+    }
+    return 0;
+  }
+  n->next = NULL;
+  n->len = m->len;
+  if (m->len)
+    memcpy(n + 1, m->data, m->len);
+  if (x->rxtail)
+    x->rxtail->next = n;
+  else
+    x->rxhead = n;
+  x->rxtail = n;
+  duct__cond_broadcast(&x->cv);
+  duct__mutex_unlock(&sc->mu);
+  return 0;
+}
+
+/* CANCEL, HALF_CLOSE and CREDIT: control frames of one call. */
+static int on_control(sconn *sc, const duct__frame *f, const uint8_t *payload) {
+  duct__mutex_lock(&sc->mu);
+  duct_ctx *x = find_call(sc, f->call_id);
+  if (!x) {
+    duct__mutex_unlock(&sc->mu);
+    return 0; /* a call that has ended: crossed in flight */
+  }
+  if (f->type == DUCT__CANCEL) {
+    duct__mutex_unlock(&sc->mu);
+    call_ref(x);
+    call_cancel(x, BY_CLIENT);
+    call_unref(x);
+    return 0;
+  }
+  if (f->type == DUCT__HALF_CLOSE) {
+    x->half_closed = 1;
+    duct__cond_broadcast(&x->cv);
+    duct__mutex_unlock(&sc->mu);
+    return 0;
+  }
+  /* CREDIT */
+  x->tx.avail += duct__credit_value(payload);
+  duct_stream_cb wcb = NULL;
+  void *wu = x->writable_user;
+  if (may_send(x) && x->on_writable) {
+    wcb = x->on_writable;
+    x->on_writable = NULL;
+    call_ref(x);
+  }
+  duct__cond_broadcast(&x->cv);
+  duct__mutex_unlock(&sc->mu);
+  if (wcb) {
+    wcb((duct_stream *)(void *)x, wu);
+    call_unref(x);
+  }
+  return 0;
 }
 
 static void set_partial(sconn *sc, int64_t since) { atomic_store(&sc->c->partial_since, since); }
-
-/* Wakes duct_server_stop when the last call in flight ends during a stop.
- * The decrement comes before the read of `stopping` (both sequentially
- * consistent), so a stop that began earlier always sees the decrement or
- * gets this broadcast; its wait is bounded by the drain time regardless. */
-static void call_done(duct_server *s) {
-  if (atomic_fetch_sub(&s->inflight, 1) == 1 && atomic_load(&s->stopping)) {
-    duct__mutex_lock(&s->mu);
-    duct__cond_broadcast(&s->cv);
-    duct__mutex_unlock(&s->mu);
-  }
-}
 
 static int on_hello(sconn *sc, const duct__frame *f, const uint8_t *payload) {
   char why[DUCT__MAX_ERROR_TEXT];
@@ -299,8 +943,7 @@ static int on_hello(sconn *sc, const duct__frame *f, const uint8_t *payload) {
     return violation(sc, rc, why);
   uint8_t msg[DUCT__HELLO_MSG_SIZE];
   duct__wire_hello(msg, DUCT__DEFAULT_MAX_FRAME, sc->s->o.max_message_size);
-  duct__iov iov = {msg, sizeof msg};
-  if (sc->s->t->conn_send(sc->c, &iov, 1) != DUCT_OK)
+  if (send_msg(sc, msg, sizeof msg) != 0)
     return -1;
   set_partial(sc, 0);
   return 0;
@@ -317,8 +960,9 @@ static int on_message(void *state, const uint8_t *msg, size_t len) {
   if (rc != DUCT_OK) {
     if (rc == DUCT_FAILED_PRECONDITION) {
       char text[96];
-      snprintf(text, sizeof text, "protocol version %u is not supported; this server speaks %u",
-               f.version, DUCT__VERSION);
+      snprintf(text, sizeof text,
+               "protocol version %u is not supported; this server speaks %u..%u", f.version,
+               DUCT__VERSION, DUCT__VERSION_MAX);
       return violation(sc, rc, text);
     }
     return violation(sc, rc, why);
@@ -327,15 +971,23 @@ static int on_message(void *state, const uint8_t *msg, size_t len) {
   if (!sc->sess.hello_done)
     return f.type == DUCT__HELLO ? on_hello(sc, &f, payload)
                                  : violation(sc, DUCT_INTERNAL, "first frame is not HELLO");
-
+  int v2 = sc->sess.version >= 2;
   switch (f.type) {
   case DUCT__REQUEST:
     break;
+  case DUCT__STREAM_DATA:
+    if (!v2)
+      return violation(sc, DUCT_INTERNAL, "a version 2 frame on a version 1 connection");
+    break;
   case DUCT__CANCEL:
-    /* Calls run to completion inside this callback, so a CANCEL always
-     * names a call that is already answered (or never started): nothing
-     * to do. */
-    return 0;
+    /* Version 1 runs each call before reading the next frame, so its
+     * CANCEL names a call already answered: nothing to do. */
+    return v2 ? on_control(sc, &f, payload) : 0;
+  case DUCT__HALF_CLOSE:
+  case DUCT__CREDIT:
+    if (!v2)
+      return violation(sc, DUCT_INTERNAL, "a version 2 frame on a version 1 connection");
+    return on_control(sc, &f, payload);
   case DUCT__GOAWAY:
     duct__log(&s->log, DUCT_LOG_DEBUG, "pid %u said goodbye", (unsigned)sc->peer.pid);
     return -1;
@@ -351,68 +1003,20 @@ static int on_message(void *state, const uint8_t *msg, size_t len) {
   rc = duct__reasm_feed(&sc->sess.rx, &f, payload, &m, &why);
   if (rc == DUCT_INTERNAL)
     return violation(sc, rc, why);
-  const char *exhausted = rc == DUCT_RESOURCE_EXHAUSTED ? why : NULL;
   if (!m.done) {
     if (!was_partial)
       set_partial(sc, now);
     return 0;
   }
-
   /* The deadline clock starts when the request's first frame arrived. */
   int64_t started = now;
   if (was_partial) {
     started = atomic_load(&sc->c->partial_since);
     set_partial(sc, 0);
   }
-  /* Announce the call, then look at `stopping`: duct_server_stop does the
-   * opposite (sets `stopping`, then looks at `in_call`), so with these
-   * sequentially consistent operations at least one side sees the other:
-   * either this call is refused here, or stop lets it finish. */
-  atomic_fetch_add(&s->inflight, 1);
-  atomic_store(&sc->c->in_call, 1);
-  int stopping = atomic_load(&s->stopping);
-  if (stopping) {
-    atomic_store(&sc->c->in_call, 0);
-    call_done(s);
-  }
-
-  int r;
-  if (stopping) {
-    r = send_text(sc, DUCT__RESPONSE, m.hdr.call_id, m.hdr.method_id, DUCT_UNAVAILABLE,
-                  "the server is stopping");
-  } else if (rc == DUCT_RESOURCE_EXHAUSTED) {
-    char text[160];
-    if (sc->sess.rx.budget && strstr(exhausted, "budget")) {
-      snprintf(text, sizeof text, "the server's memory for partly received requests "
-               "(max_partial_memory, %zu bytes) is in use; try again",
-               s->partial.limit);
-      duct__log(&s->log, DUCT_LOG_WARN, "refusing a request from pid %u: %s",
-                (unsigned)sc->peer.pid, text);
-    } else {
-      snprintf(text, sizeof text, "request exceeds the server's maximum message size of %u bytes",
-               (unsigned)s->o.max_message_size);
-    }
-    r = send_text(sc, DUCT__RESPONSE, m.hdr.call_id, m.hdr.method_id, rc, text);
-  } else {
-    r = run_call(sc, &m.hdr, m.data, m.len, started);
-  }
-  duct__arena_reset(&sc->arena);
-
-  if (!stopping) {
-    atomic_store(&sc->c->in_call, 0);
-    call_done(s);
-  }
-  stopping = atomic_load(&s->stopping);
-  if (stopping && r == 0) {
-    /* Answered the last call this connection gets: tell the client why
-     * the connection ends so its next call reconnects elsewhere. The
-     * connection stays until the reply and this are written (or the
-     * drain ends): duct_server_stop closes it. */
-    send_text(sc, DUCT__GOAWAY, 0, 0, DUCT_UNAVAILABLE, "the server is stopping");
-  }
-  /* Answered: the client now waits for this reply (one call in flight per
-   * connection), so the transport need not look for another message. */
-  return r == 0 ? 1 : r;
+  if (m.hdr.type == DUCT__STREAM_DATA)
+    return on_stream_data(sc, &m, rc);
+  return on_request(sc, &m, started, rc, why);
 }
 
 static void *on_open(void *core, duct__conn *c, const duct_peer *peer) {
@@ -426,11 +1030,50 @@ static void *on_open(void *core, duct__conn *c, const duct_peer *peer) {
   }
   sc->s = s;
   sc->c = c;
+  duct__conn_ref(c); /* until the connection ends: calls send through it */
   sc->peer = *peer;
+  snprintf(sc->user, sizeof sc->user, "%s", peer->user);
+  sc->peer.user = sc->user; /* outlives the connection, with the calls */
+  atomic_init(&sc->refs, 1);
+  duct__mutex_init(&sc->mu);
+  duct__mutex_init(&sc->tx_mu);
   duct__session_init(&sc->sess, s->o.max_message_size, &s->partial);
-  duct__arena_init(&sc->arena, ARENA_KEEP);
-  duct__arena_set_limit(&sc->arena, s->call_memory);
+  duct__mutex_lock(&s->mu);
+  sc->snext = s->conns;
+  if (s->conns)
+    s->conns->sprev = sc;
+  s->conns = sc;
+  duct__mutex_unlock(&s->mu);
   return sc;
+}
+
+/* Calls of sc that are open and match `pick`, each with a reference, into
+ * out (at most cap); returns how many. */
+static size_t open_calls(sconn *sc, int (*pick)(duct_ctx *, void *), void *arg, duct_ctx **out,
+                         size_t cap) {
+  size_t n = 0;
+  duct__mutex_lock(&sc->mu);
+  for (duct_ctx *x = sc->calls; x && n < cap; x = x->next)
+    if (!x->finished && !atomic_load(&x->cancelled) && (!pick || pick(x, arg))) {
+      call_ref(x);
+      out[n++] = x;
+    }
+  duct__mutex_unlock(&sc->mu);
+  return n;
+}
+
+/* Cancels every open call of sc that `pick` chooses. */
+static void cancel_calls(sconn *sc, int (*pick)(duct_ctx *, void *), void *arg,
+                         enum cancel_why why) {
+  duct_ctx *batch[64];
+  size_t n;
+  /* Each round cancels what it took (cancelled calls are not taken
+   * again), so this ends. */
+  while ((n = open_calls(sc, pick, arg, batch, 64)) > 0)
+    for (size_t i = 0; i < n; i++) {
+      call_cancel(batch[i], why);
+      call_unref(batch[i]);
+    }
 }
 
 static void on_closed(void *state, duct_code why, const char *detail) {
@@ -443,9 +1086,22 @@ static void on_closed(void *state, duct_code why, const char *detail) {
     duct__log(&s->log, notable ? DUCT_LOG_WARN : DUCT_LOG_DEBUG,
               "connection from pid %u (user %s) ended: %s%s%s", (unsigned)sc->peer.pid,
               sc->peer.user, duct_code_name(why), detail ? ": " : "", detail ? detail : "");
+  /* Nothing more can be sent: calls still open are cancelled (their
+   * handlers see it), and the connection is let go even while handles to
+   * its streams live on. */
+  duct__mutex_lock(&sc->mu);
+  sc->closed = 1;
+  duct__mutex_unlock(&sc->mu);
+  cancel_calls(sc, NULL, NULL, BY_GONE);
+  duct__mutex_lock(&sc->mu);
+  duct__mutex_lock(&sc->tx_mu);
+  duct__conn *c = sc->c;
+  sc->c = NULL;
+  duct__mutex_unlock(&sc->tx_mu);
+  duct__mutex_unlock(&sc->mu);
+  duct__conn_unref(c);
   duct__session_free(&sc->sess);
-  duct__arena_free(&sc->arena);
-  duct__free(sc);
+  sconn_unref(sc);
 }
 
 /* A connection is closed to admit a new one at max_connections: it was
@@ -467,11 +1123,72 @@ static void on_violation(void *state, duct_code code, const char *why) {
   goaway_nowait(sc->s, sc->c, code, why);
 }
 
+/* The connection's queue emptied: streams that waited for it may send. */
+static void on_drained(void *state) {
+  sconn *sc = state;
+  duct_ctx *batch[64];
+  duct_stream_cb cbs[64];
+  void *users[64];
+  size_t n = 0;
+  duct__mutex_lock(&sc->mu);
+  for (duct_ctx *x = sc->calls; x; x = x->next) {
+    duct__cond_broadcast(&x->cv);
+    if (n < 64 && x->on_writable && may_send(x)) {
+      cbs[n] = x->on_writable;
+      users[n] = x->writable_user;
+      x->on_writable = NULL;
+      call_ref(x);
+      batch[n++] = x;
+    }
+  }
+  duct__mutex_unlock(&sc->mu);
+  for (size_t i = 0; i < n; i++) {
+    cbs[i]((duct_stream *)(void *)batch[i], users[i]);
+    call_unref(batch[i]);
+  }
+}
+
+/* Every connection, each with a reference, for a walk without s->mu. */
+static sconn **all_conns(duct_server *s, size_t *n) {
+  duct__mutex_lock(&s->mu);
+  size_t k = 0, cap = 0;
+  for (sconn *sc = s->conns; sc; sc = sc->snext)
+    cap++;
+  sconn **all = cap ? duct__malloc(cap * sizeof *all) : NULL;
+  for (sconn *sc = s->conns; all && sc; sc = sc->snext)
+    if (sconn_try_ref(sc))
+      all[k++] = sc;
+  duct__mutex_unlock(&s->mu);
+  *n = k;
+  return all;
+}
+
+static int past_deadline(duct_ctx *x, void *now) {
+  return x->deadline >= 0 && *(int64_t *)now >= x->deadline;
+}
+
+/* About every 100 ms: calls whose deadline passed are cancelled, and
+ * their clients told DEADLINE_EXCEEDED. */
+static void on_tick(void *core) {
+  duct_server *s = core;
+  int64_t now = duct__now_ms();
+  size_t n;
+  sconn **all = all_conns(s, &n);
+  for (size_t i = 0; i < n; i++) {
+    cancel_calls(all[i], past_deadline, &now, BY_DEADLINE);
+    sconn_unref(all[i]);
+  }
+  duct__free(all);
+}
+
 static const duct__srv_cb callbacks = {.open = on_open,
                                        .message = on_message,
                                        .closed = on_closed,
                                        .evict = on_evict,
-                                       .violation = on_violation};
+                                       .violation = on_violation,
+                                       .tick = on_tick,
+                                       .run = on_run,
+                                       .drained = on_drained};
 
 /* ---- lifecycle ---- */
 
@@ -520,6 +1237,8 @@ duct_code duct__server_new_with(const duct_server_opts *o,
     d.workers = duct__cpu_count();
   if (!d.max_connections)
     d.max_connections = DEFAULT_MAX_CONNECTIONS;
+  if (!d.max_calls_per_connection)
+    d.max_calls_per_connection = DEFAULT_MAX_CALLS;
   if (!d.max_message_size)
     d.max_message_size = DUCT__DEFAULT_MAX_MESSAGE;
   if (!d.idle_timeout_ms)
@@ -671,6 +1390,23 @@ static void count_queued(duct__conn *c, void *arg) {
     ++*(int *)arg;
 }
 
+static int is_stream(duct_ctx *x, void *arg) {
+  (void)arg;
+  return x->kind != DUCT_UNARY;
+}
+
+/* Cancels the open calls of every connection that `pick` chooses; their
+ * clients are told UNAVAILABLE. */
+static void cancel_all(duct_server *s, int (*pick)(duct_ctx *, void *)) {
+  size_t n;
+  sconn **all = all_conns(s, &n);
+  for (size_t i = 0; i < n; i++) {
+    cancel_calls(all[i], pick, NULL, BY_STOP);
+    sconn_unref(all[i]);
+  }
+  duct__free(all);
+}
+
 duct_code duct_server_stop(duct_server *s, int drain_ms) {
   if (!s)
     return DUCT_INVALID_ARGUMENT;
@@ -682,24 +1418,36 @@ duct_code duct_server_stop(duct_server *s, int drain_ms) {
   }
   int64_t until = duct__now_ms() + (drain_ms > 0 ? drain_ms : 0);
   s->t->listener_stop_accepting(s->l);
-  /* Set `stopping`, then look at each connection's in_call: on_message
-   * does the opposite, so every call is either refused there or seen here
-   * (both sequentially consistent). No lock is held while saying GOAWAY,
-   * and the GOAWAY never waits for a peer. */
+  /* Set `stopping`, then look at each connection's in_call: on_request
+   * does the opposite (both sequentially consistent), so every call is
+   * either refused there or seen here. */
   atomic_store(&s->stopping, 1);
+  /* Streams have no end a stop could wait for (a subscription runs until
+   * told): they end now, their clients told UNAVAILABLE, their handlers
+   * cancelled. Unary calls get the drain to finish. */
+  cancel_all(s, is_stream);
+  /* No lock is held while saying GOAWAY, and the GOAWAY never waits. */
   s->t->listener_each(s->l, stop_idle, s);
 
-  /* Calls in flight may finish until the drain ends... */
   duct__mutex_lock(&s->mu);
   while (atomic_load(&s->inflight) > 0 && duct__now_ms() < until)
     duct__cond_wait(&s->cv, &s->mu, until);
   duct__mutex_unlock(&s->mu);
   int abandoned = atomic_load(&s->inflight);
-  /* ...and their replies may be taken by their clients. Nothing signals
-   * an emptied queue to the server, so this looks every 10 ms, within the
-   * same drain. */
+  if (abandoned) {
+    /* Past the drain: the handlers still running are cancelled (those
+     * that watch duct_ctx_cancelled return now) and their late replies
+     * dropped. */
+    duct__log(&s->log, DUCT_LOG_WARN,
+              "stop: %d handler(s) still running after %d ms; cancelling their calls",
+              abandoned, drain_ms);
+    cancel_all(s, NULL);
+  }
+  /* Replies and final statuses may be taken by their clients. Nothing
+   * signals an emptied queue to the server, so this looks every 10 ms,
+   * within the same drain. */
   int queued = 0;
-  while (!abandoned) {
+  for (;;) {
     queued = 0;
     s->t->listener_each(s->l, count_queued, &queued);
     if (!queued || duct__now_ms() >= until)
@@ -709,18 +1457,18 @@ duct_code duct_server_stop(duct_server *s, int drain_ms) {
     duct__cond_wait(&s->cv, &s->mu, next < until ? next : until);
     duct__mutex_unlock(&s->mu);
   }
-  if (abandoned)
-    duct__log(&s->log, DUCT_LOG_WARN,
-              "stop: %d call(s) still running after %d ms; closing their "
-              "connections (their handlers are waited for)", abandoned, drain_ms);
-  else if (queued)
+  if (queued)
     duct__log(&s->log, DUCT_LOG_WARN,
               "stop: %d client(s) had not read their replies after %d ms; closing",
               queued, drain_ms);
-  /* Closes every connection and joins the workers: handlers still running
-   * finish first, nothing else waits on a peer. */
+  /* Closes every connection and joins the workers (unary handlers still
+   * running finish first); then the stream handlers' own threads. */
   s->t->listener_free(s->l);
   s->l = NULL;
+  duct__mutex_lock(&s->mu);
+  while (atomic_load(&s->inflight) > 0)
+    duct__cond_wait(&s->cv, &s->mu, duct__now_ms() + 10);
+  duct__mutex_unlock(&s->mu);
   s->stopped = 1;
   return DUCT_OK;
 }
@@ -730,6 +1478,24 @@ void duct_server_free(duct_server *s) {
     return;
   if (s->l)
     duct_server_stop(s, 0);
+  /* Connections whose streams the application never finished: their
+   * handles end here (duct/server.h). */
+  while (s->conns) {
+    sconn *sc = s->conns;
+    s->conns = sc->snext;
+    while (sc->calls) {
+      duct_ctx *x = sc->calls;
+      sc->calls = x->next;
+      for (rxnode *n = x->rxhead, *next; n; n = next) {
+        next = n->next;
+        duct__free(n);
+      }
+      duct__arena_free(&x->arena);
+      duct__cond_destroy(&x->cv);
+      duct__free(x);
+    }
+    sconn_free(sc);
+  }
   duct__free(s->methods);
   duct__cond_destroy(&s->cv);
   duct__mutex_destroy(&s->mu);
