@@ -1,4 +1,8 @@
-/* kv-client ADDRESS put KEY VALUE | get KEY | del KEY | list
+/* kv-client ADDRESS put KEY VALUE | get KEY | del KEY | list | watch PREFIX
+ *
+ * watch prints one line per change to a key under PREFIX ("put k v",
+ * "del k") until Ctrl-C or the server stops; either ends it with exit 0
+ * and a line on stderr saying which.
  *
  * Exit codes: 0 done; 1 the key has no value (get, del); 2 no server at
  * ADDRESS (or it cannot be reached); 3 any other failure; 64 bad usage. */
@@ -10,7 +14,8 @@
 #include "examples/kv.duct.h"
 
 static int usage(const char *argv0) {
-  fprintf(stderr, "usage: %s ADDRESS put KEY VALUE | get KEY | del KEY | list\n", argv0);
+  fprintf(stderr, "usage: %s ADDRESS put KEY VALUE | get KEY | del KEY | list | watch PREFIX\n",
+          argv0);
   return 64;
 }
 
@@ -31,11 +36,58 @@ static void keep_last(void *user, duct_log_level level, const char *line) {
     snprintf(last_error, sizeof last_error, "%s", line);
 }
 
+/* Prints the changes under prefix until Ctrl-C (checked between events,
+ * at most 200 ms apart) or the end of the stream. */
+static int watch(duct_channel *ch, const char *prefix) {
+  duct_stop_signals_catch();
+  Duct__Examples__Kv__WatchRequest req = DUCT__EXAMPLES__KV__WATCH_REQUEST__INIT;
+  req.prefix = (char *)prefix;
+  duct_examples_kv_key_value_watch_stream *st;
+  duct_code rc = duct_examples_kv_key_value_watch(ch, &req, NULL, &st);
+  if (rc != DUCT_OK) {
+    fprintf(stderr, "kv-client: watch: %s\n", duct_code_message(rc));
+    return rc == DUCT_UNAVAILABLE ? 2 : 3;
+  }
+  fprintf(stderr, "kv-client: watching keys under '%s' (Ctrl-C to stop)\n", prefix);
+  int cancelled = 0;
+  for (;;) {
+    Duct__Examples__Kv__Event *ev;
+    rc = duct_examples_kv_key_value_watch_recv(st, &ev, 200);
+    if (rc == DUCT_DEADLINE_EXCEEDED) {
+      if (duct_stop_signals_pending()) {
+        duct_examples_kv_key_value_watch_cancel(st);
+        cancelled = 1;
+      }
+      continue;
+    }
+    if (!ev)
+      break; /* the end; finish says how */
+    if (ev->kind == DUCT__EXAMPLES__KV__EVENT__KIND__DELETE)
+      printf("del %s\n", ev->key);
+    else
+      printf("put %s %s\n", ev->key, ev->value);
+    fflush(stdout);
+    duct__examples__kv__event__free_unpacked(ev, NULL);
+  }
+  duct_status st2 = {0};
+  rc = duct_examples_kv_key_value_watch_finish(st, &st2);
+  if (cancelled) {
+    fprintf(stderr, "kv-client: watch stopped\n");
+    return 0;
+  }
+  if (rc == DUCT_UNAVAILABLE) {
+    fprintf(stderr, "kv-client: watch ended: %s\n", st2.message);
+    return 0;
+  }
+  return failed("watch", rc, &st2);
+}
+
 int main(int argc, char **argv) {
   if (argc < 3)
     return usage(argv[0]);
   const char *cmd = argv[2];
-  int want = !strcmp(cmd, "put") ? 5 : !strcmp(cmd, "get") || !strcmp(cmd, "del") ? 4
+  int want = !strcmp(cmd, "put") ? 5
+           : !strcmp(cmd, "get") || !strcmp(cmd, "del") || !strcmp(cmd, "watch") ? 4
            : !strcmp(cmd, "list") ? 3 : -1;
   if (argc != want)
     return usage(argv[0]);
@@ -53,7 +105,9 @@ int main(int argc, char **argv) {
   duct_call_opts opts = {.deadline_ms = 5000, .status = &st};
   int exit_code = 0;
 
-  if (!strcmp(cmd, "put")) {
+  if (!strcmp(cmd, "watch")) {
+    exit_code = watch(ch, argv[3]);
+  } else if (!strcmp(cmd, "put")) {
     Duct__Examples__Kv__PutRequest req = DUCT__EXAMPLES__KV__PUT_REQUEST__INIT;
     Duct__Examples__Kv__PutReply *reply;
     req.key = argv[3];

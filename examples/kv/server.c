@@ -1,4 +1,5 @@
-/* kv-server ADDRESS: serves the duct.examples.kv.KeyValue service
+/* kv-server ADDRESS: serves the duct.examples.kv.KeyValue service (Put,
+ * Get, Delete, List, and Watch, a stream of changes)
  * (proto/examples/kv.proto) until SIGINT/SIGTERM (Ctrl-C on Windows), then
  * stops gracefully and exits 0. Exit 2 if the address cannot be served
  * (for example another server holds it), 64 for bad usage. */
@@ -81,11 +82,65 @@ static duct_code kv_list(duct_ctx *ctx, const Duct__Examples__Kv__ListRequest *r
   return DUCT_OK;
 }
 
+/* A watch: the stream is kept after the handler returns (no thread of
+ * the server's waits with it) and gets an event from whichever thread
+ * changes the store. Its record lives in the call's memory, which duct
+ * keeps until the stream is finished and no callback of it runs. */
+typedef struct watch {
+  kv_store *store;
+  duct_stream *out;
+  unsigned long id;
+} watch;
+
+/* Runs under the store's lock, in the order of the changes. A send never
+ * waits here: a watcher whose window is full (it does not read) is ended
+ * rather than slowing every writer. */
+static int publish(void *arg, const char *key, const char *value) {
+  watch *w = arg;
+  Duct__Examples__Kv__Event ev = DUCT__EXAMPLES__KV__EVENT__INIT;
+  ev.kind = value ? DUCT__EXAMPLES__KV__EVENT__KIND__PUT : DUCT__EXAMPLES__KV__EVENT__KIND__DELETE;
+  ev.key = (char *)key;
+  ev.value = (char *)(value ? value : "");
+  duct_code rc = duct_stream_send(w->out, (const ProtobufCMessage *)&ev, 0);
+  if (rc == DUCT_OK)
+    return 0;
+  if (rc == DUCT_RESOURCE_EXHAUSTED)
+    duct_stream_finish(w->out, rc, "the watcher fell behind: it did not read its events");
+  else
+    duct_stream_finish(w->out, rc, NULL);
+  return 1; /* the store forgets it; w is not touched again */
+}
+
+/* The client cancelled or left, or the server is stopping. The store
+ * forgets the watch unless publish already ended it. */
+static void watch_cancelled(duct_ctx *ctx, void *arg) {
+  (void)ctx;
+  watch *w = arg;
+  if (kv_store_unwatch(w->store, w->id))
+    duct_stream_finish(w->out, DUCT_CANCELLED, NULL);
+}
+
+static duct_code kv_watch(duct_ctx *ctx, const Duct__Examples__Kv__WatchRequest *req,
+                          duct_stream *out) {
+  watch *w = duct_ctx_alloc(ctx, sizeof *w);
+  if (!w)
+    return duct_ctx_fail(ctx, DUCT_RESOURCE_EXHAUSTED, "out of memory for a watch");
+  w->store = duct_ctx_user(ctx);
+  w->out = out;
+  duct_stream_keep(out); /* before publish may finish it */
+  w->id = kv_store_watch(w->store, req->prefix, publish, w);
+  if (!w->id)
+    return duct_stream_finish(out, DUCT_RESOURCE_EXHAUSTED, "out of memory for a watch");
+  duct_ctx_on_cancel(ctx, watch_cancelled, w);
+  return DUCT_OK;
+}
+
 static const duct_examples_kv_key_value_handlers handlers = {
     .put = kv_put,
     .get = kv_get,
     .delete_ = kv_delete,
     .list = kv_list,
+    .watch = kv_watch,
 };
 
 int main(int argc, char **argv) {

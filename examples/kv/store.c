@@ -12,11 +12,64 @@ typedef struct pair {
   char *value;
 } pair;
 
+typedef struct watcher {
+  struct watcher *next;
+  unsigned long id;
+  kv_watch_fn fn;
+  void *arg;
+  char prefix[]; /* NUL-terminated */
+} watcher;
+
 struct kv_store {
   duct__mutex mu;
   pair *items;
   size_t n, cap;
+  watcher *watchers;
+  unsigned long next_id;
 };
+
+/* Under the lock: tells the watchers whose prefix matches. */
+static void notify(kv_store *s, const char *key, const char *value) {
+  for (watcher **pp = &s->watchers; *pp;) {
+    watcher *w = *pp;
+    if (strncmp(key, w->prefix, strlen(w->prefix)) == 0 && w->fn(w->arg, key, value) != 0) {
+      *pp = w->next;
+      free(w);
+      continue;
+    }
+    pp = &w->next;
+  }
+}
+
+unsigned long kv_store_watch(kv_store *s, const char *prefix, kv_watch_fn fn, void *arg) {
+  size_t n = strlen(prefix) + 1;
+  watcher *w = malloc(sizeof *w + n);
+  if (!w)
+    return 0;
+  memcpy(w->prefix, prefix, n);
+  w->fn = fn;
+  w->arg = arg;
+  duct__mutex_lock(&s->mu);
+  w->id = ++s->next_id;
+  w->next = s->watchers;
+  s->watchers = w;
+  duct__mutex_unlock(&s->mu);
+  return w->id;
+}
+
+int kv_store_unwatch(kv_store *s, unsigned long id) {
+  duct__mutex_lock(&s->mu);
+  watcher *found = NULL;
+  for (watcher **pp = &s->watchers; *pp; pp = &(*pp)->next)
+    if ((*pp)->id == id) {
+      found = *pp;
+      *pp = found->next;
+      break;
+    }
+  duct__mutex_unlock(&s->mu);
+  free(found);
+  return found != NULL;
+}
 
 kv_store *kv_store_new(void) {
   kv_store *s = calloc(1, sizeof *s);
@@ -31,6 +84,11 @@ void kv_store_free(kv_store *s) {
   for (size_t i = 0; i < s->n; i++) {
     free(s->items[i].key);
     free(s->items[i].value);
+  }
+  while (s->watchers) {
+    watcher *w = s->watchers;
+    s->watchers = w->next;
+    free(w);
   }
   free(s->items);
   duct__mutex_destroy(&s->mu);
@@ -74,6 +132,7 @@ int kv_store_put(kv_store *s, const char *key, const char *value) {
   if (found) {
     free(s->items[i].value);
     s->items[i].value = v;
+    notify(s, key, value);
     duct__mutex_unlock(&s->mu);
     return 1;
   }
@@ -96,6 +155,7 @@ int kv_store_put(kv_store *s, const char *key, const char *value) {
   s->items[i].key = k;
   s->items[i].value = v;
   s->n++;
+  notify(s, key, value);
   duct__mutex_unlock(&s->mu);
   return 0;
 }
@@ -119,6 +179,7 @@ int kv_store_del(kv_store *s, const char *key) {
     free(s->items[i].value);
     memmove(&s->items[i], &s->items[i + 1], (s->n - i - 1) * sizeof *s->items);
     s->n--;
+    notify(s, key, NULL);
   }
   duct__mutex_unlock(&s->mu);
   return found ? 0 : -1;

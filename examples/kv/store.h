@@ -22,4 +22,16 @@ int kv_store_del(kv_store *s, const char *key);
 size_t kv_store_list(kv_store *s, int (*each)(void *arg, size_t i, size_t n, const char *key),
                      void *arg);
 
+/* Watching: fn(arg, key, value) runs under the store's lock, in the order
+ * of the changes, for each change to a key starting with `prefix` (value
+ * NULL: deleted). It must not call into the store; returning non-zero
+ * removes the watcher (fn is not called for it again, and arg is not
+ * touched after that return). */
+typedef int (*kv_watch_fn)(void *arg, const char *key, const char *value);
+/* Returns the watcher's id (never 0), or 0 without memory. prefix is copied. */
+unsigned long kv_store_watch(kv_store *s, const char *prefix, kv_watch_fn fn, void *arg);
+/* 1 if the watcher was there and is now removed (fn never runs for it
+ * again), 0 if it was gone already. */
+int kv_store_unwatch(kv_store *s, unsigned long id);
+
 #endif

@@ -140,6 +140,12 @@ duct_code duct_stop_signals_catch(void);
  * already did), then returns, so main can call duct_server_stop. */
 void duct_stop_signals_wait(void);
 
+/* 1 if a stop request has arrived (after duct_stop_signals_catch), else 0;
+ * never waits, and leaves the request for duct_stop_signals_wait. For a
+ * program whose main thread is busy (a client reading a stream) and looks
+ * now and then. */
+int duct_stop_signals_pending(void);
+
 /* ---- In a handler ---- */
 
 /* The `user` pointer given to duct_server_add for this service. */

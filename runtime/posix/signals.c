@@ -51,3 +51,9 @@ void duct_stop_signals_wait(void) {
     }
   }
 }
+
+int duct_stop_signals_pending(void) {
+  /* Looks without taking the byte, so a later wait still returns. */
+  struct pollfd p = {wake[0], POLLIN, 0};
+  return wake[0] >= 0 && poll(&p, 1, 0) > 0;
+}

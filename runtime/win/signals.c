@@ -33,3 +33,7 @@ void duct_stop_signals_wait(void) {
     return;
   WaitForSingleObject(stop_event, INFINITE);
 }
+
+int duct_stop_signals_pending(void) {
+  return stop_event && WaitForSingleObject(stop_event, 0) == WAIT_OBJECT_0;
+}

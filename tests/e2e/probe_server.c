@@ -1,7 +1,7 @@
 /* duct-probe-server: the helper process of the end-to-end tests.
  *   duct-probe-server ADDRESS [--max-message N] [--idle-ms N] [--workers N]
  *       [--max-connections N] [--max-partial BYTES] [--max-call-memory BYTES]
- *       [--drain-ms N] [--as-uid N]
+ *       [--drain-ms N] [--max-calls N] [--as-uid N]
  *     serves duct.test.Probe until its Shutdown method is called, then
  *     stops with a drain of --drain-ms (5000) and exits 0; exit 2 if it cannot listen, 3 if
  *     duct did not free all its memory (counted through duct_set_allocator);
@@ -25,6 +25,9 @@ static unsigned sleeping, last_auth_pid, last_auth_uid, forbidden_runs;
 static int last_auth_has_uid;
 static char last_auth_user[256];
 static int shutdown_requested;
+/* Streams and cancellation, as Stats reports them. */
+static unsigned cancels, subs_open, backpressure, stream_cancelled, sleep_cancelled,
+    handlers_done;
 
 /* duct's memory, counted: Stats reports it (the load test checks it stays
  * flat) and main checks it all comes back when the server is freed. A
@@ -77,17 +80,168 @@ static duct_code echo(duct_ctx *ctx, const Duct__Test__Blob *req, Duct__Test__Bl
   return DUCT_OK;
 }
 
+/* Runs on the thread that sees the cancel: wakes Sleep(watch_cancel). */
+static void count_cancel(duct_ctx *ctx, void *user) {
+  (void)ctx;
+  (void)user;
+  duct__mutex_lock(&mu);
+  cancels++;
+  duct__cond_broadcast(&cv);
+  duct__mutex_unlock(&mu);
+}
+
 static duct_code do_sleep(duct_ctx *ctx, const Duct__Test__SleepRequest *req,
                           Duct__Test__SleepReply *reply) {
   reply->remaining_ms = duct_ctx_remaining_ms(ctx);
+  if (req->watch_cancel)
+    duct_ctx_on_cancel(ctx, count_cancel, NULL);
   duct__mutex_lock(&mu);
   sleeping++;
   int64_t until = duct__now_ms() + req->ms;
-  /* Nothing signals this wait but the clock: it models a slow handler. */
-  while (duct__now_ms() < until)
+  /* Nothing but the clock (or, if asked, a cancel) ends this wait: it
+   * models a slow handler. */
+  while (duct__now_ms() < until && !(req->watch_cancel && duct_ctx_cancelled(ctx)))
     duct__cond_wait(&cv, &mu, until);
   sleeping--;
+  int cancelled = req->watch_cancel && duct_ctx_cancelled(ctx);
+  sleep_cancelled += cancelled;
   duct__mutex_unlock(&mu);
+  return cancelled ? DUCT_CANCELLED : DUCT_OK;
+}
+
+static void stream_gone(void) {
+  duct__mutex_lock(&mu);
+  stream_cancelled++;
+  duct__mutex_unlock(&mu);
+}
+
+static void handler_done(void) {
+  duct__mutex_lock(&mu);
+  handlers_done++;
+  duct__cond_broadcast(&cv);
+  duct__mutex_unlock(&mu);
+}
+
+/* Sends n = 0..count-1; a send refused for want of room is counted (the
+ * back-pressure the tests look for) and then waits without limit. */
+static duct_code range(duct_ctx *ctx, const Duct__Test__RangeRequest *req, duct_stream *out) {
+  Duct__Test__Seq m = DUCT__TEST__SEQ__INIT;
+  m.pad.len = req->size;
+  m.pad.data = req->size ? duct_ctx_alloc(ctx, req->size) : NULL;
+  if (req->size && !m.pad.data)
+    return duct_ctx_fail(ctx, DUCT_RESOURCE_EXHAUSTED, "no memory for the padding");
+  if (req->size)
+    memset(m.pad.data, 'x', req->size);
+  duct_code rc = DUCT_OK;
+  for (uint64_t i = 0; i < req->count && rc == DUCT_OK; i++) {
+    m.n = i;
+    rc = duct_stream_send(out, (const ProtobufCMessage *)&m, req->timeout_ms);
+    if (rc == DUCT_RESOURCE_EXHAUSTED) {
+      duct__mutex_lock(&mu);
+      backpressure++;
+      duct__mutex_unlock(&mu);
+      rc = duct_stream_send(out, (const ProtobufCMessage *)&m, -1);
+    }
+  }
+  if (rc != DUCT_OK)
+    stream_gone();
+  handler_done();
+  return rc;
+}
+
+/* Subscriptions: kept streams in a list; no thread waits with them. */
+typedef struct sub {
+  struct sub *next;
+  duct_stream *out;
+} sub;
+static sub *subs;
+
+static void sub_cancelled(duct_ctx *ctx, void *user) {
+  sub *me = user;
+  int found = 0;
+  duct__mutex_lock(&mu);
+  cancels++;
+  for (sub **pp = &subs; *pp; pp = &(*pp)->next)
+    if (*pp == me) {
+      *pp = me->next;
+      found = 1;
+      subs_open--;
+      break;
+    }
+  duct__mutex_unlock(&mu);
+  (void)ctx;
+  if (found)
+    duct_stream_finish(me->out, DUCT_CANCELLED, NULL);
+}
+
+static duct_code subscribe(duct_ctx *ctx, const Duct__Test__Empty *req, duct_stream *out) {
+  (void)req;
+  sub *me = duct_ctx_alloc(ctx, sizeof *me); /* lives until the stream is finished */
+  if (!me)
+    return DUCT_RESOURCE_EXHAUSTED;
+  me->out = out;
+  duct_stream_keep(out);
+  duct__mutex_lock(&mu);
+  me->next = subs;
+  subs = me;
+  subs_open++;
+  duct__mutex_unlock(&mu);
+  duct_ctx_on_cancel(ctx, sub_cancelled, me);
+  return DUCT_OK;
+}
+
+static duct_code publish(duct_ctx *ctx, const Duct__Test__Seq *req, Duct__Test__Empty *reply) {
+  (void)ctx;
+  (void)reply;
+  duct__mutex_lock(&mu);
+  for (sub *s = subs; s; s = s->next)
+    if (duct_stream_send(s->out, (const ProtobufCMessage *)req, 0) != DUCT_OK)
+      backpressure++;
+  duct__mutex_unlock(&mu);
+  return DUCT_OK;
+}
+
+static duct_code sum(duct_ctx *ctx, duct_stream *in, Duct__Test__SumReply *reply) {
+  (void)ctx;
+  reply->in_order = 1;
+  for (;;) {
+    ProtobufCMessage *pm;
+    duct_code rc = duct_stream_recv(in, &pm, -1);
+    if (rc != DUCT_OK) {
+      stream_gone();
+      handler_done();
+      return rc;
+    }
+    if (!pm)
+      break;
+    Duct__Test__Seq *m = (Duct__Test__Seq *)pm;
+    reply->in_order = reply->in_order && m->n == reply->count;
+    reply->count++;
+    reply->sum += m->n;
+    duct__test__seq__free_unpacked(m, NULL);
+  }
+  handler_done();
+  return DUCT_OK;
+}
+
+static duct_code chat(duct_ctx *ctx, duct_stream *st) {
+  (void)ctx;
+  for (;;) {
+    ProtobufCMessage *pm;
+    duct_code rc = duct_stream_recv(st, &pm, -1);
+    if (rc == DUCT_OK && !pm)
+      break;
+    if (rc == DUCT_OK) {
+      rc = duct_stream_send(st, pm, -1);
+      duct__test__seq__free_unpacked((Duct__Test__Seq *)pm, NULL);
+    }
+    if (rc != DUCT_OK) {
+      stream_gone();
+      handler_done();
+      return rc;
+    }
+  }
+  handler_done();
   return DUCT_OK;
 }
 
@@ -105,7 +259,14 @@ static duct_code stats(duct_ctx *ctx, const Duct__Test__Empty *req, Duct__Test__
   reply->last_auth_has_uid = last_auth_has_uid;
   reply->last_auth_user = duct_ctx_strdup(ctx, last_auth_user);
   reply->forbidden_runs = forbidden_runs;
+  reply->cancels = cancels;
+  reply->subscriptions = subs_open;
+  reply->backpressure = backpressure;
+  reply->stream_cancelled = stream_cancelled;
+  reply->sleep_cancelled = sleep_cancelled;
+  reply->handlers_done = handlers_done;
   duct__mutex_unlock(&mu);
+  reply->threads = test_thread_count();
   reply->rss_kb = test_rss_kb();
   reply->live_blocks = atomic_load(&live_blocks);
   reply->live_bytes = atomic_load(&live_bytes);
@@ -157,6 +318,7 @@ static duct_code authorize(void *user, const duct_peer *peer, const duct_method 
 static const duct_test_probe_handlers handlers = {
     .echo = echo, .sleep = do_sleep, .fail = fail, .get_stats = stats,
     .whoami = whoami, .shutdown = do_shutdown, .forbidden = forbidden,
+    .range = range, .subscribe = subscribe, .publish = publish, .sum = sum, .chat = chat,
 };
 
 static int run_client(const char *address, unsigned ms) {
@@ -184,7 +346,7 @@ int main(int argc, char **argv) {
   if (argc < 2 || argc % 2 != 0) {
     fprintf(stderr, "usage: %s ADDRESS [--max-message N] [--idle-ms N] [--workers N]\n"
                     "  [--max-connections N] [--max-partial BYTES] [--max-call-memory BYTES]\n"
-                    "  [--drain-ms N]\n", argv[0]);
+                    "  [--drain-ms N] [--max-calls N]\n", argv[0]);
     return 64;
   }
   /* Room for test_hostile's 1,024 idle connections plus its own. */
@@ -205,6 +367,8 @@ int main(int argc, char **argv) {
       o.max_message_size = v;
     else if (!strcmp(argv[i], "--idle-ms"))
       o.idle_timeout_ms = v;
+    else if (!strcmp(argv[i], "--max-calls"))
+      o.max_calls_per_connection = v;
     else if (!strcmp(argv[i], "--workers"))
       o.workers = (int)v;
     else if (!strcmp(argv[i], "--as-uid") && test_become_user(v) != 0) {

@@ -8,6 +8,8 @@
 
 /* This process's resident memory in KiB (0 if unknown). */
 uint64_t test_rss_kb(void);
+/* This process's threads now (0 if unknown). */
+unsigned test_thread_count(void);
 /* This process's user as duct_peer.user names it: the uid in decimal on
  * POSIX, the token user's SID string on Windows. */
 void test_self_user(char *buf, size_t cap);

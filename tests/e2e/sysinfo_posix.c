@@ -21,6 +21,19 @@ uint64_t test_rss_kb(void) {
   return resident * (uint64_t)sysconf(_SC_PAGESIZE) / 1024;
 }
 
+unsigned test_thread_count(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  if (!f)
+    return 0;
+  char line[256];
+  unsigned n = 0;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "Threads: %u", &n) == 1)
+      break;
+  fclose(f);
+  return n;
+}
+
 void test_self_user(char *buf, size_t cap) { snprintf(buf, cap, "%u", (unsigned)getuid()); }
 
 int test_can_become_user(void) { return geteuid() == 0; }

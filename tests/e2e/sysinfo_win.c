@@ -2,6 +2,7 @@
 #define WIN32_LEAN_AND_MEAN
 #include <windows.h>
 #include <psapi.h>
+#include <tlhelp32.h>
 #include <sddl.h>
 
 #include "sysinfo.h"
@@ -13,6 +14,21 @@ uint64_t test_rss_kb(void) {
   if (!GetProcessMemoryInfo(GetCurrentProcess(), &pmc, sizeof pmc))
     return 0;
   return (uint64_t)pmc.WorkingSetSize / 1024;
+}
+
+unsigned test_thread_count(void) {
+  HANDLE snap = CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0);
+  if (snap == INVALID_HANDLE_VALUE)
+    return 0;
+  THREADENTRY32 te;
+  te.dwSize = sizeof te;
+  unsigned n = 0;
+  DWORD self = GetCurrentProcessId();
+  for (BOOL ok = Thread32First(snap, &te); ok; ok = Thread32Next(snap, &te))
+    if (te.th32OwnerProcessID == self)
+      n++;
+  CloseHandle(snap);
+  return n;
 }
 
 void test_self_user(char *buf, size_t cap) {
