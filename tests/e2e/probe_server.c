@@ -7,7 +7,10 @@
  *     duct did not free all its memory (counted through duct_set_allocator);
  *     --as-uid N (POSIX, as root) first becomes user N, exit 4 if it cannot.
  *   duct-probe-server --client ADDRESS MS
- *     calls Sleep(MS) on ADDRESS and exits 0 (a client to kill mid-call). */
+ *     calls Sleep(MS) on ADDRESS and exits 0 (a client to kill mid-call).
+ *   duct-probe-server --stream-client ADDRESS
+ *     opens a Subscribe and a Range it never reads, then waits to be
+ *     killed (a client that dies mid-stream). */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -336,6 +339,28 @@ static int run_client(const char *address, unsigned ms) {
   return rc == DUCT_OK ? 0 : 3;
 }
 
+/* A client that opens a subscription and a Range it never reads, then
+ * waits to be killed: the server must notice and free both. */
+static int run_stream_client(const char *address) {
+  duct_channel *ch;
+  duct_channel_opts co = {.connect_timeout_ms = 20000};
+  if (duct_channel_open(address, &co, &ch) != DUCT_OK)
+    return 2;
+  Duct__Test__Empty e = DUCT__TEST__EMPTY__INIT;
+  Duct__Test__RangeRequest r = DUCT__TEST__RANGE_REQUEST__INIT;
+  r.count = 1000000000;
+  r.size = 1024;
+  r.timeout_ms = 0;
+  duct_test_probe_subscribe_stream *sub;
+  duct_test_probe_range_stream *range;
+  if (duct_test_probe_subscribe(ch, &e, NULL, &sub) != DUCT_OK ||
+      duct_test_probe_range(ch, &r, NULL, &range) != DUCT_OK)
+    return 3;
+  duct__mutex_lock(&mu);
+  for (;;)
+    duct__cond_wait(&cv, &mu, -1);
+}
+
 int main(int argc, char **argv) {
   static const duct_allocator counting = {count_malloc, count_realloc, count_free, NULL};
   duct_set_allocator(&counting); /* before any other duct call */
@@ -343,6 +368,8 @@ int main(int argc, char **argv) {
   duct__cond_init(&cv);
   if (argc == 4 && !strcmp(argv[1], "--client"))
     return run_client(argv[2], (unsigned)atoi(argv[3]));
+  if (argc == 3 && !strcmp(argv[1], "--stream-client"))
+    return run_stream_client(argv[2]);
   if (argc < 2 || argc % 2 != 0) {
     fprintf(stderr, "usage: %s ADDRESS [--max-message N] [--idle-ms N] [--workers N]\n"
                     "  [--max-connections N] [--max-partial BYTES] [--max-call-memory BYTES]\n"
