@@ -88,6 +88,89 @@ static void test_kv_cli(void **state) {
   assert_int_equal(client(addr, "get", "color", NULL, out, sizeof out), 2);
 }
 
+/* The file's contents without CRs (empty if unreadable). */
+static void slurp(const char *path, char *out, size_t cap) {
+  out[0] = '\0';
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return;
+  size_t got = fread(out, 1, cap - 1, f);
+  out[got] = '\0';
+  fclose(f);
+  char *w = out;
+  for (char *r = out; *r; r++)
+    if (*r != '\r')
+      *w++ = *r;
+  *w = '\0';
+}
+
+/* Waits (up to a deadline) until the watcher's output contains `want`,
+ * putting `key` again every round: a change made before the watch is in
+ * place is not seen, and this is how a user would find out. */
+static void wait_output(const char *addr, const char *path, const char *want, const char *key,
+                        char *out, size_t cap) {
+  char junk[256];
+  for (int i = 0; i < 300; i++) {
+    if (key)
+      assert_int_equal(client(addr, "put", key, "1", junk, sizeof junk), 0);
+    slurp(path, out, cap);
+    if (strstr(out, want))
+      return;
+  }
+  fail_msg("the watcher never printed '%s'; it printed:\n%s", want, out);
+}
+
+static void test_kv_watch(void **state) {
+  (void)state;
+  char out[4096];
+  const char *addr = test_address("kvwatch");
+  const char *sargs[] = {addr};
+  test_proc *server = test_proc_start(server_exe, sargs, 1);
+  assert_non_null(server);
+  assert_int_equal(client(addr, "put", "warmup", "1", out, sizeof out), 0);
+
+  const char *path = "kv-cli-watch.out";
+  const char *wargs[] = {addr, "watch", "fruit/"};
+  test_proc *watcher = test_proc_start_out(client_exe, wargs, 3, path);
+  assert_non_null(watcher);
+  wait_output(addr, path, "put fruit/ready 1\n", "fruit/ready", out, sizeof out);
+  /* Now every change under the prefix, and nothing else, in order. */
+  assert_int_equal(client(addr, "put", "fruit/apple", "red", out, sizeof out), 0);
+  assert_int_equal(client(addr, "put", "veg/leek", "green", out, sizeof out), 0);
+  assert_int_equal(client(addr, "put", "fruit/apple", "green", out, sizeof out), 0);
+  assert_int_equal(client(addr, "del", "fruit/apple", NULL, out, sizeof out), 0);
+  assert_int_equal(client(addr, "put", "fruit/zz", "last", out, sizeof out), 0);
+  wait_output(addr, path, "put fruit/zz last\n", NULL, out, sizeof out);
+  const char *tail = strstr(out, "put fruit/apple red\n");
+  assert_non_null(tail);
+  assert_string_equal(tail, "put fruit/apple red\n"
+                            "put fruit/apple green\n"
+                            "del fruit/apple\n"
+                            "put fruit/zz last\n");
+
+  if (test_proc_can_term()) {
+    /* Ctrl-C (SIGTERM here) ends the watch: exit 0. */
+    test_proc_term(watcher);
+    assert_int_equal(test_proc_wait(watcher, 15000), 0);
+    test_proc_free(watcher);
+    watcher = test_proc_start_out(client_exe, wargs, 3, path);
+    assert_non_null(watcher);
+    wait_output(addr, path, "put fruit/again 1\n", "fruit/again", out, sizeof out);
+    /* The server stopping ends it too: exit 0 with a message. */
+    test_proc_term(server);
+    assert_int_equal(test_proc_wait(server, 15000), 0);
+  } else {
+    /* Windows: no Ctrl-C for one child; the server going away ends the
+     * watch all the same. */
+    test_proc_kill(server);
+    test_proc_wait(server, 15000);
+  }
+  assert_int_equal(test_proc_wait(watcher, 15000), 0);
+  test_proc_free(watcher);
+  test_proc_free(server);
+  remove(path);
+}
+
 int main(int argc, char **argv) {
   (void)argc;
   argv0 = argv[0];
@@ -95,6 +178,7 @@ int main(int argc, char **argv) {
   snprintf(client_exe, sizeof client_exe, "%s", test_sibling_exe(argv0, "kv-client"));
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_kv_cli),
+      cmocka_unit_test(test_kv_watch),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
