@@ -18,6 +18,7 @@ typedef struct entry {
   const char *name;
   const char *what; /* "the client function of /demo.S/M" */
   int ours;         /* emitted by protoc-gen-duct */
+  size_t seq;       /* order of adding: file order, for stable reports */
 } entry;
 
 typedef struct entries {
@@ -35,7 +36,8 @@ static void add(entries *e, const char *name, const char *what, int ours) {
     e->v = v;
     e->cap = cap;
   }
-  e->v[e->n++] = (entry){name, what, ours};
+  e->v[e->n] = (entry){name, what, ours, e->n};
+  e->n++;
 }
 
 /* protoc-c's names for a message and its nested messages and enums
@@ -126,8 +128,15 @@ static void add_closure(gen_ctx *ctx, entries *e, const gen_fdp *fdp,
 static int by_name(const void *a, const void *b) {
   const entry *x = a, *y = b;
   int c = strcmp(x->name, y->name);
-  /* duct's own first within a run, so reports read "ours collides with". */
-  return c ? c : y->ours - x->ours;
+  /* duct's own first within a run, so reports read "ours collides with";
+   * then file order: qsort is not stable, and without a last key the
+   * order of two equal names (two of duct's own that clash) would be the
+   * C library's choice, and so would the error message. */
+  if (c != 0)
+    return c;
+  if (x->ours != y->ours)
+    return y->ours - x->ours;
+  return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
 int gen_check_names(gen_ctx *ctx, const gen_file *f) {
