@@ -6,8 +6,12 @@
  * The naming scheme (docs/CODEGEN.md) avoids clashes by construction for
  * ordinary proto names; this check covers the rest (identifiers with
  * underscores in odd places, two services whose snake-case names run
- * together), so a clash is a generation error naming both sides instead
- * of a compile error in generated code. */
+ * together, a method named like another's plus one of the suffixes:
+ * GetAsync beside a unary Get, ChatSend beside a streaming Chat), so a
+ * clash is a generation error naming both sides instead of a compile
+ * error in generated code. The stream types are typedef names and struct
+ * tags of one spelling, so checking them among the ordinary identifiers
+ * covers the tags too. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -139,6 +143,14 @@ static int by_name(const void *a, const void *b) {
   return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+/* Adds one of a method's names, if its kind generates it. */
+static void add_method_name(entries *e, const char *name, const char *role,
+                            const gen_method *m) {
+  if (name != NULL)
+    add(e, name, gen_sprintf(e->arena, "the %s of %s", role, m->full_name),
+        1);
+}
+
 int gen_check_names(gen_ctx *ctx, const gen_file *f) {
   gen_arena *a = ctx->arena;
   entries e = {.arena = a};
@@ -154,10 +166,15 @@ int gen_check_names(gen_ctx *ctx, const gen_file *f) {
         gen_sprintf(a, "the method array of %s", s->full_name), 1);
     for (size_t j = 0; j < s->n_methods; j++) {
       const gen_method *m = &s->methods[j];
-      add(&e, m->client_fn,
-          gen_sprintf(a, "the client function of %s", m->full_name), 1);
-      add(&e, m->invoke_fn,
-          gen_sprintf(a, "the invoke trampoline of %s", m->full_name), 1);
+      add_method_name(&e, m->client_fn, "client function", m);
+      add_method_name(&e, m->invoke_fn, "invoke trampoline", m);
+      add_method_name(&e, m->async_fn, "async function", m);
+      add_method_name(&e, m->stream_t, "stream type", m);
+      add_method_name(&e, m->send_fn, "send function", m);
+      add_method_name(&e, m->close_send_fn, "close_send function", m);
+      add_method_name(&e, m->recv_fn, "recv function", m);
+      add_method_name(&e, m->cancel_fn, "cancel function", m);
+      add_method_name(&e, m->finish_fn, "finish function", m);
     }
   }
   size_t n_ours = e.n;
