@@ -6,8 +6,12 @@
  * The naming scheme (docs/CODEGEN.md) avoids clashes by construction for
  * ordinary proto names; this check covers the rest (identifiers with
  * underscores in odd places, two services whose snake-case names run
- * together), so a clash is a generation error naming both sides instead
- * of a compile error in generated code. */
+ * together, a method named like another's plus one of the suffixes:
+ * GetAsync beside a unary Get, ChatSend beside a streaming Chat), so a
+ * clash is a generation error naming both sides instead of a compile
+ * error in generated code. The stream types are typedef names and struct
+ * tags of one spelling, so checking them among the ordinary identifiers
+ * covers the tags too. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +22,7 @@ typedef struct entry {
   const char *name;
   const char *what; /* "the client function of /demo.S/M" */
   int ours;         /* emitted by protoc-gen-duct */
+  size_t seq;       /* order of adding: file order, for stable reports */
 } entry;
 
 typedef struct entries {
@@ -35,7 +40,8 @@ static void add(entries *e, const char *name, const char *what, int ours) {
     e->v = v;
     e->cap = cap;
   }
-  e->v[e->n++] = (entry){name, what, ours};
+  e->v[e->n] = (entry){name, what, ours, e->n};
+  e->n++;
 }
 
 /* protoc-c's names for a message and its nested messages and enums
@@ -126,8 +132,23 @@ static void add_closure(gen_ctx *ctx, entries *e, const gen_fdp *fdp,
 static int by_name(const void *a, const void *b) {
   const entry *x = a, *y = b;
   int c = strcmp(x->name, y->name);
-  /* duct's own first within a run, so reports read "ours collides with". */
-  return c ? c : y->ours - x->ours;
+  /* duct's own first within a run, so reports read "ours collides with";
+   * then file order: qsort is not stable, and without a last key the
+   * order of two equal names (two of duct's own that clash) would be the
+   * C library's choice, and so would the error message. */
+  if (c != 0)
+    return c;
+  if (x->ours != y->ours)
+    return y->ours - x->ours;
+  return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Adds one of a method's names, if its kind generates it. */
+static void add_method_name(entries *e, const char *name, const char *role,
+                            const gen_method *m) {
+  if (name != NULL)
+    add(e, name, gen_sprintf(e->arena, "the %s of %s", role, m->full_name),
+        1);
 }
 
 int gen_check_names(gen_ctx *ctx, const gen_file *f) {
@@ -145,10 +166,15 @@ int gen_check_names(gen_ctx *ctx, const gen_file *f) {
         gen_sprintf(a, "the method array of %s", s->full_name), 1);
     for (size_t j = 0; j < s->n_methods; j++) {
       const gen_method *m = &s->methods[j];
-      add(&e, m->client_fn,
-          gen_sprintf(a, "the client function of %s", m->full_name), 1);
-      add(&e, m->invoke_fn,
-          gen_sprintf(a, "the invoke trampoline of %s", m->full_name), 1);
+      add_method_name(&e, m->client_fn, "client function", m);
+      add_method_name(&e, m->invoke_fn, "invoke trampoline", m);
+      add_method_name(&e, m->async_fn, "async function", m);
+      add_method_name(&e, m->stream_t, "stream type", m);
+      add_method_name(&e, m->send_fn, "send function", m);
+      add_method_name(&e, m->close_send_fn, "close_send function", m);
+      add_method_name(&e, m->recv_fn, "recv function", m);
+      add_method_name(&e, m->cancel_fn, "cancel function", m);
+      add_method_name(&e, m->finish_fn, "finish function", m);
     }
   }
   size_t n_ours = e.n;

@@ -4,9 +4,9 @@
  *
  * The flow follows protoc-gen-c's: main.c decodes the request; for each
  * file to generate, model.c resolves every name the output needs and
- * rejects what duct cannot generate (streaming, id collisions), check.c
- * proves the names unique, and the emitters print the two files from the
- * model. Emitters make no decisions about names. */
+ * rejects what duct cannot generate (id collisions), check.c proves the
+ * names unique, and the emitters print the two files from the model.
+ * Emitters make no decisions about names. */
 #ifndef DUCT_GEN_GEN_H
 #define DUCT_GEN_GEN_H
 
@@ -28,13 +28,46 @@ typedef struct gen_type {
   const char *stem;    /* defining file without ".proto": "<stem>.pb-c.h" */
 } gen_type;
 
+/* A method's shape, from the .proto's `stream` keywords. The values are
+ * duct_method_kind's (duct/service.h), which the method table spells out
+ * by name (gen_kind_enum). */
+typedef enum gen_kind {
+  GEN_UNARY = 0,
+  GEN_SERVER_STREAMING = 1,
+  GEN_CLIENT_STREAMING = 2,
+  GEN_BIDI_STREAMING = 3,
+} gen_kind;
+
+/* "DUCT_UNARY", ... and "unary", "server streaming", ... for `k`. */
+const char *gen_kind_enum(gen_kind k);
+const char *gen_kind_words(gen_kind k);
+
+/* Whether the client sends a stream (client and bidirectional streaming)
+ * and whether it receives one (server and bidirectional streaming). */
+#define GEN_SENDS_STREAM(k) ((k) == GEN_CLIENT_STREAMING || (k) == GEN_BIDI_STREAMING)
+#define GEN_RECVS_STREAM(k) ((k) == GEN_SERVER_STREAMING || (k) == GEN_BIDI_STREAMING)
+
+/* A method's client names are client_fn and, per kind, <prefix>_<snake>
+ * plus a suffix, <snake> being the method's snake case before any escape
+ * (a method Delete: client_fn ..._delete_, stream type ..._delete_stream);
+ * a name the kind does not generate is NULL. The examples are for a
+ * method Add (unary) and a method Chat (bidirectional) of
+ * demo.Calculator. */
 typedef struct gen_method {
   const char *name;      /* "Add", as in the .proto */
   const char *full_name; /* "/demo.Calculator/Add": the wire name */
   uint32_t id;           /* FNV-1a 32 of full_name */
+  gen_kind kind;
   const char *member;    /* "add": the handler table's field */
-  const char *client_fn; /* "demo_calculator_add" */
+  const char *client_fn; /* "demo_calculator_add": the blocking call
+                            (unary) or the call's start (streaming) */
   const char *invoke_fn; /* "demo_calculator_add__invoke" (file-static) */
+  const char *async_fn;  /* unary: "demo_calculator_add_async" */
+  /* streaming: the typed handle "demo_calculator_chat_stream" and the
+   * functions that wrap duct_client_stream_*: _send and _close_send
+   * (client, bidi), _recv (server, bidi), _cancel and _finish (all). */
+  const char *stream_t;
+  const char *send_fn, *close_send_fn, *recv_fn, *cancel_fn, *finish_fn;
   const gen_type *input, *output;
 } gen_method;
 
@@ -97,7 +130,7 @@ char *gen_emit_source(gen_ctx *ctx, const gen_file *f);
 void gen_emit_service_decls(gen_buf *b, const gen_service *s);
 void gen_emit_service_defs(gen_buf *b, const gen_service *s);
 void gen_emit_method_client_decl(gen_buf *b, const gen_service *s,
-                                 const gen_method *m);
+                                 const gen_method *m, size_t index);
 void gen_emit_method_handler_field(gen_buf *b, const gen_method *m);
 void gen_emit_method_invoke(gen_buf *b, const gen_service *s,
                             const gen_method *m);

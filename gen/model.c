@@ -1,7 +1,7 @@
 /* gen/model.c - turns protoc's descriptors into protoc-gen-duct's model
  * (gen.h): resolves the C names of message types as protoc-c spells them,
  * names duct's own functions (names.h), computes method ids, and rejects
- * what duct cannot generate. */
+ * what duct cannot generate (ids that collide). */
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,29 +128,58 @@ static const gen_type *find_type(const gen_ctx *ctx, const char *full) {
   return bsearch(&key, ctx->types, ctx->n_types, sizeof key, by_full);
 }
 
+const char *gen_kind_enum(gen_kind k) {
+  static const char *const names[] = {"DUCT_UNARY", "DUCT_SERVER_STREAMING",
+                                      "DUCT_CLIENT_STREAMING",
+                                      "DUCT_BIDI_STREAMING"};
+  return names[k];
+}
+
+const char *gen_kind_words(gen_kind k) {
+  static const char *const words[] = {"unary", "server streaming",
+                                      "client streaming",
+                                      "bidirectional streaming"};
+  return words[k];
+}
+
 /* Fills one method; 0 on success. Every problem is reported (not just the
- * first), so a user fixing a file sees all its streaming methods at once. */
+ * first), so a user fixing a file sees them all at once. */
 static int build_method(gen_ctx *ctx, const gen_fdp *fdp,
                         const gen_service *s,
                         const Google__Protobuf__MethodDescriptorProto *md,
                         gen_method *m) {
+  gen_arena *a = ctx->arena;
   int rc = 0;
   m->name = md->name;
-  m->full_name = gen_sprintf(ctx->arena, "/%s/%s", s->full_name, md->name);
+  m->full_name = gen_sprintf(a, "/%s/%s", s->full_name, md->name);
   m->id = gen_method_id(m->full_name);
-  m->member = gen_member_name(ctx->arena, md->name);
-  m->client_fn = gen_sprintf(ctx->arena, "%s_%s", s->prefix, m->member);
-  m->invoke_fn = gen_sprintf(ctx->arena, "%s__invoke", m->client_fn);
-  if (md->client_streaming || md->server_streaming) {
-    gen_error(ctx, fdp->name,
-              "method %s.%s is %s streaming; duct supports unary methods "
-              "only (remove 'stream' from its signature)",
-              s->full_name, md->name,
-              md->client_streaming && md->server_streaming ? "bidirectional"
-              : md->client_streaming                       ? "client"
-                                                           : "server");
-    rc = -1;
+  m->kind = md->client_streaming && md->server_streaming ? GEN_BIDI_STREAMING
+            : md->client_streaming                       ? GEN_CLIENT_STREAMING
+            : md->server_streaming                       ? GEN_SERVER_STREAMING
+                                                         : GEN_UNARY;
+  m->member = gen_member_name(a, md->name);
+  m->client_fn = gen_sprintf(a, "%s_%s", s->prefix, m->member);
+  m->invoke_fn = gen_sprintf(a, "%s__invoke", m->client_fn);
+  /* The suffixed names are built on the method's plain snake case, not on
+   * the escaped member: no keyword ends in a suffix, so Delete gives
+   * ..._delete_send rather than ..._delete__send, a name C++ reserves
+   * (it has a double underscore). What the suffixes cannot keep apart (a
+   * method Get and a method GetAsync) check.c reports. */
+  const char *base =
+      gen_sprintf(a, "%s_%s", s->prefix, gen_camel_to_lower(a, md->name));
+  if (m->kind == GEN_UNARY) {
+    m->async_fn = gen_sprintf(a, "%s_async", base);
+  } else {
+    m->stream_t = gen_sprintf(a, "%s_stream", base);
+    m->cancel_fn = gen_sprintf(a, "%s_cancel", base);
+    m->finish_fn = gen_sprintf(a, "%s_finish", base);
   }
+  if (GEN_SENDS_STREAM(m->kind)) {
+    m->send_fn = gen_sprintf(a, "%s_send", base);
+    m->close_send_fn = gen_sprintf(a, "%s_close_send", base);
+  }
+  if (GEN_RECVS_STREAM(m->kind))
+    m->recv_fn = gen_sprintf(a, "%s_recv", base);
   m->input = find_type(ctx, md->input_type);
   m->output = find_type(ctx, md->output_type);
   if (m->input == NULL || m->output == NULL) {

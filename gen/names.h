@@ -5,9 +5,12 @@
  *    their descriptors (Demo__AddRequest, demo__add_request__descriptor);
  *    the rules are protoc-c's (protoc-c/c_helpers.cc: ToCamel,
  *    CamelToLower, FullNameToC, FullNameToLower, the c_package option);
- *  - duct's own (docs/CODEGEN.md): <prefix>_<member> for methods, and
+ *  - duct's own (docs/CODEGEN.md): <prefix>_<member> for methods, with
+ *    <prefix>_<snake>_async (unary) or _stream, _send, _close_send,
+ *    _recv, _cancel, _finish (streaming) beside it, and
  *    <prefix>_service, <prefix>_handlers, <prefix>_register per service,
- *    where <prefix> is the package and service in snake case.
+ *    where <prefix> is the package and service in snake case and <snake>
+ *    the method's (model.c builds these).
  *
  * Every function here is pure string work (no protobuf-c), so the unit
  * test links this file alone. Results are allocated in the arena. */

@@ -160,3 +160,83 @@ void gen_buf_params(gen_buf *b, const char *indent, const char *head,
   }
   gen_buf_puts(b, tail);
 }
+
+/* Appends the n bytes of word at p, its '~' turned into spaces. */
+static void put_word(gen_buf *b, const char *p, size_t n) {
+  char *w = gen_strndup(b->arena, p, n);
+  for (char *q = w; *q; q++)
+    if (*q == '~')
+      *q = ' ';
+  gen_buf_puts(b, w);
+}
+
+/* One line of gen_buf_comment's text, [p, end), wrapped. `first` says
+ * whether it opens the comment (slash-star rather than " *"), `last`
+ * whether the closing star-slash follows it, which the last word must
+ * leave room for. */
+static void comment_line(gen_buf *b, const char *indent, const char *p,
+                         const char *end, int first, int last) {
+  const size_t width = 80, lead = strlen(indent) + 3;
+  size_t spaces = 0;
+  while (p + spaces < end && p[spaces] == ' ')
+    spaces++;
+  gen_buf_printf(b, "%s%s", indent, first ? "/*" : " *");
+  if (spaces == (size_t)(end - p))
+    return; /* a blank line: no trailing space */
+  gen_buf_puts(b, " ");
+  /* The continuation column: after the label's run of two spaces or
+   * more, if the label has one, else two columns into the item. */
+  size_t cont = spaces ? spaces + 2 : 0;
+  if (spaces) {
+    const char *q = p + spaces;
+    while (q < end && *q != ' ')
+      q++;
+    const char *t = q;
+    while (t < end && *t == ' ')
+      t++;
+    if (t - q >= 2 && t < end)
+      cont = (size_t)(t - p);
+  }
+  /* Words are written with the spacing the text has (the item's leading
+   * spaces, the label's run) until one has to move to a new line. */
+  size_t col = lead;
+  const char *q = p;
+  while (q < end) {
+    const char *ws = q;
+    while (q < end && *q == ' ')
+      q++;
+    const char *word = q;
+    while (q < end && *q != ' ')
+      q++;
+    size_t gap = (size_t)(word - ws), n = (size_t)(q - word);
+    if (n == 0)
+      break; /* trailing spaces */
+    const char *rest = q;
+    while (rest < end && *rest == ' ')
+      rest++;
+    size_t limit = last && rest == end ? width - 3 : width;
+    if (word != p + spaces && col + gap + n > limit) {
+      gen_buf_printf(b, "\n%s *%*s", indent, (int)cont + 1, "");
+      col = lead + cont;
+      gap = 0;
+    }
+    gen_buf_printf(b, "%*s", (int)gap, "");
+    put_word(b, word, n);
+    col += gap + n;
+  }
+}
+
+void gen_buf_comment(gen_buf *b, const char *indent, const char *text) {
+  const char *p = text;
+  for (int first = 1;; first = 0) {
+    const char *nl = strchr(p, '\n');
+    const char *end = nl ? nl : p + strlen(p);
+    if (!first)
+      gen_buf_puts(b, "\n");
+    comment_line(b, indent, p, end, first, nl == NULL);
+    if (nl == NULL)
+      break;
+    p = nl + 1;
+  }
+  gen_buf_puts(b, " */\n");
+}

@@ -45,4 +45,17 @@ void gen_buf_vprintf(gen_buf *b, const char *fmt, va_list ap);
 void gen_buf_params(gen_buf *b, const char *indent, const char *head,
                     const char *const *params, size_t n, const char *tail);
 
+/* Writes `text` as a C block comment (slash-star to star-slash and a
+ * newline), each line starting with `indent` and wrapped at 80 columns. The generated comments name
+ * types and functions of any length, so they are wrapped here rather
+ * than by hand. In `text`:
+ *  - '\n' ends a line; an empty line is a blank comment line;
+ *  - a line that starts with spaces is a list item; its continuation
+ *    lines are aligned on the text after its label when the label is
+ *    followed by two spaces or more ("  req    borrowed: ..."), else two
+ *    columns in;
+ *  - '~' is a space that is never broken ("(const~ProtobufCMessage~*)m").
+ * Words are never split: one longer than the line stays whole. */
+void gen_buf_comment(gen_buf *b, const char *indent, const char *text);
+
 #endif /* DUCT_GEN_UTIL_H */

@@ -1,7 +1,7 @@
 /* Unit tests of protoc-gen-duct's name helpers (gen/names.c): protoc-c's
  * spellings that the stubs must reproduce, duct's own scheme and its
  * escapes (docs/CODEGEN.md) of C and C++ keywords, and the method id
- * checks. */
+ * checks; and of the comment wrapping the emitters use (gen/util.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -144,6 +144,42 @@ static void test_method_id_matches_runtime(void **state) {
                    gen_method_id("/collide.Collide/Msatrnnvi"));
 }
 
+/* The wrapping of generated comments (gen_buf_comment): at 80 columns,
+ * list items continued under their text, '~' kept together, room left
+ * for the closing star-slash. */
+static void test_comment_wrap(void **state) {
+  (void)state;
+  gen_buf b;
+  gen_buf_init(&b, arena);
+  gen_buf_comment(&b, "",
+                  "Starts the call on channel `ch`, and this sentence is "
+                  "long enough to wrap.\n"
+                  "  req    borrowed: packed and sent before this returns, "
+                  "which takes more words.\n"
+                  "  DUCT_OK with *msg a new message that the caller frees "
+                  "with x__free_unpacked(*msg,~alloc);\n"
+                  "\n"
+                  "These last words fit in eighty columns but not with the "
+                  "closing mark: xxxxx");
+  assert_string_equal(
+      b.text,
+      "/* Starts the call on channel `ch`, and this sentence is long enough "
+      "to wrap.\n"
+      " *   req    borrowed: packed and sent before this returns, which takes "
+      "more\n"
+      " *          words.\n"
+      " *   DUCT_OK with *msg a new message that the caller frees with\n"
+      " *     x__free_unpacked(*msg, alloc);\n"
+      " *\n"
+      " * These last words fit in eighty columns but not with the closing "
+      "mark:\n"
+      " * xxxxx */\n");
+
+  gen_buf_init(&b, arena);
+  gen_buf_comment(&b, "  ", "/x.Y/Z, server streaming: short.");
+  assert_string_equal(b.text, "  /* /x.Y/Z, server streaming: short. */\n");
+}
+
 static void test_check_ids(void **state) {
   size_t a = 99, b = 99;
   (void)state;
@@ -166,6 +202,7 @@ int main(void) {
       cmocka_unit_test(test_cxx_keywords),
       cmocka_unit_test(test_method_id_matches_runtime),
       cmocka_unit_test(test_check_ids),
+      cmocka_unit_test(test_comment_wrap),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -7,8 +7,9 @@
 
 /* ==== service demo.Calculator ==== */
 
-/* The server calls these through duct_method.invoke with untyped
- * messages; each casts to its method's types and calls the handler. */
+/* The server calls these through duct_method.invoke (unary) or
+ * .invoke_stream (streaming) with untyped messages; each casts to its
+ * method's types and calls the handler. */
 
 static duct_code demo_calculator_add__invoke(const void *handlers,
     duct_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage *reply) {
@@ -25,6 +26,7 @@ static const duct_method demo_calculator__methods[1] = {
         .input = &demo__add_request__descriptor,
         .output = &demo__add_reply__descriptor,
         .invoke = demo_calculator_add__invoke,
+        .kind = DUCT_UNARY,
     },
 };
 
@@ -50,4 +52,14 @@ duct_code demo_calculator_add(duct_channel *ch, const Demo__AddRequest *req,
   if (reply != NULL)
     *reply = (Demo__AddReply *)out;
   return rc;
+}
+
+duct_code demo_calculator_add_async(duct_channel *ch,
+                                    const Demo__AddRequest *req,
+                                    const duct_call_opts *opts,
+                                    duct_done_cb done, void *user,
+                                    duct_call **call) {
+  return duct_call_async(ch, &demo_calculator__methods[0],
+                         (const ProtobufCMessage *)req, opts, done, user,
+                         call);
 }

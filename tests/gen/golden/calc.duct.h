@@ -22,19 +22,20 @@ extern "C" {
 /* ==== service demo.Calculator ==== */
 
 /* demo.Calculator as data: its full name and its 1 method, each with its wire
- * name, id (docs/PROTOCOL.md) and message descriptors. Static; demo_calculator_register
- * hands it to duct_server_add, and logs and reflection read it. */
+ * name, kind, id (docs/PROTOCOL.md) and message descriptors. Static;
+ * demo_calculator_register hands it to duct_server_add, and logs and reflection
+ * read it. */
 extern const duct_service demo_calculator_service;
 
-/* -- client: one blocking function per method; threads may share a channel -- */
+/* -- client: typed functions per method; threads may share a channel -- */
 
 /* Calls /demo.Calculator/Add (method id 0x80e9e08d) on channel `ch` and waits
  * for the reply.
  *   req    borrowed: packed before the call returns.
- *   reply  on DUCT_OK, *reply is a new Demo__AddReply that the caller
- *          owns and frees with demo__add_reply__free_unpacked(*reply, alloc),
- *          alloc being opts->allocator (NULL: the default). On any other
- *          code, *reply is NULL.
+ *   reply  on DUCT_OK, *reply is a new Demo__AddReply that the caller owns and
+ *          frees with demo__add_reply__free_unpacked(*reply, alloc), alloc
+ *          being opts->allocator (NULL: the default). On any other code, *reply
+ *          is NULL.
  *   opts   deadline, reply allocator and status out; NULL for defaults.
  * Returns DUCT_OK, the handler's code, or duct's own (DUCT_UNAVAILABLE,
  * DUCT_DEADLINE_EXCEEDED, ...): see duct_call_unary in duct/client.h. */
@@ -42,28 +43,53 @@ duct_code demo_calculator_add(duct_channel *ch, const Demo__AddRequest *req,
                               Demo__AddReply **reply,
                               const duct_call_opts *opts);
 
+/* Starts /demo.Calculator/Add on channel `ch` and returns at once; `done` runs
+ * when the call ends (duct_call_async in duct/client.h).
+ *   req    borrowed: packed and sent before this returns.
+ *   opts   deadline and reply allocator; NULL for defaults. opts->status is not
+ *          used: the callback gets the status.
+ *   done   runs exactly once if this returns DUCT_OK, never otherwise, with
+ *          `user`, the code and the status, on the channel's completion thread
+ *          (or in duct_channel_dispatch with manual_dispatch). On DUCT_OK its
+ *          `reply` is a Demo__AddReply *r = (Demo__AddReply *)reply that the
+ *          callback owns and frees with
+ *          demo__add_reply__free_unpacked(r, alloc), alloc being
+ *          opts->allocator (NULL: the default); otherwise reply is NULL.
+ *   call   NULL, or where to put a handle for duct_call_cancel, owned by the
+ *          caller and released with duct_call_release (before or after the call
+ *          ends).
+ * Returns DUCT_OK when the call started; any other code means it did not, and
+ * done will not run. */
+duct_code demo_calculator_add_async(duct_channel *ch,
+                                    const Demo__AddRequest *req,
+                                    const duct_call_opts *opts,
+                                    duct_done_cb done, void *user,
+                                    duct_call **call);
+
 /* -- server -- */
 
-/* The handlers of demo.Calculator, one per method. The server calls them on its
- * worker threads, several at once. A NULL entry answers DUCT_UNIMPLEMENTED.
- * Each handler gets:
- *   ctx    the call: duct_ctx_user (the pointer given to demo_calculator_register),
- *          duct_ctx_peer, duct_ctx_remaining_ms, duct_ctx_alloc (duct/server.h);
+/* The handlers of demo.Calculator, one per method. A NULL entry answers
+ * DUCT_UNIMPLEMENTED. Each handler gets:
+ *   ctx    the call: duct_ctx_user (the pointer given to
+ *          demo_calculator_register), duct_ctx_peer, duct_ctx_remaining_ms,
+ *          duct_ctx_alloc, duct_ctx_cancelled (duct/server.h);
+ * and a unary handler also:
  *   req    the request, borrowed for the call;
- *   reply  an initialized, empty reply to fill; memory for its strings,
- *          bytes, sub-messages and repeated fields comes from
- *          duct_ctx_alloc(ctx) and is freed after the reply is sent.
- * Return DUCT_OK to send the reply, or an error code (with a message:
- * return duct_ctx_fail(ctx, code, ...)) to send that instead. */
+ *   reply  an initialized, empty reply to fill; memory for its strings, bytes,
+ *          sub-messages and repeated fields comes from duct_ctx_alloc(ctx) and
+ *          is freed after the reply is sent.
+ * Unary handlers run on the server's worker threads, several at once. Return
+ * DUCT_OK to send the reply, or an error code (with a message: return
+ * duct_ctx_fail(ctx, code, ...)) to send that instead. */
 typedef struct demo_calculator_handlers {
   /* /demo.Calculator/Add */
   duct_code (*add)(duct_ctx *ctx, const Demo__AddRequest *req,
                    Demo__AddReply *reply);
 } demo_calculator_handlers;
 
-/* Registers demo.Calculator on server `s` (before duct_server_start). `handlers`
- * is borrowed and must outlive the server; `user` is what handlers get
- * from duct_ctx_user. Returns duct_server_add's code: DUCT_OK,
+/* Registers demo.Calculator on server `s` (before duct_server_start).
+ * `handlers` is borrowed and must outlive the server; `user` is what handlers
+ * get from duct_ctx_user. Returns duct_server_add's code: DUCT_OK,
  * DUCT_ALREADY_EXISTS when a method id is already registered, ... */
 duct_code demo_calculator_register(duct_server *s,
                                    const demo_calculator_handlers *handlers,

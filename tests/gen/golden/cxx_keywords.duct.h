@@ -22,19 +22,20 @@ extern "C" {
 /* ==== service kw.v1.CxxWords ==== */
 
 /* kw.v1.CxxWords as data: its full name and its 19 methods, each with its wire
- * name, id (docs/PROTOCOL.md) and message descriptors. Static; kw_v1_cxx_words_register
- * hands it to duct_server_add, and logs and reflection read it. */
+ * name, kind, id (docs/PROTOCOL.md) and message descriptors. Static;
+ * kw_v1_cxx_words_register hands it to duct_server_add, and logs and reflection
+ * read it. */
 extern const duct_service kw_v1_cxx_words_service;
 
-/* -- client: one blocking function per method; threads may share a channel -- */
+/* -- client: typed functions per method; threads may share a channel -- */
 
 /* Calls /kw.v1.CxxWords/Delete (method id 0x73e8ffd5) on channel `ch` and waits
  * for the reply.
  *   req    borrowed: packed before the call returns.
- *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller
- *          owns and frees with kw__v1__rep__free_unpacked(*reply, alloc),
- *          alloc being opts->allocator (NULL: the default). On any other
- *          code, *reply is NULL.
+ *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller owns and
+ *          frees with kw__v1__rep__free_unpacked(*reply, alloc), alloc being
+ *          opts->allocator (NULL: the default). On any other code, *reply is
+ *          NULL.
  *   opts   deadline, reply allocator and status out; NULL for defaults.
  * Returns DUCT_OK, the handler's code, or duct's own (DUCT_UNAVAILABLE,
  * DUCT_DEADLINE_EXCEEDED, ...): see duct_call_unary in duct/client.h. */
@@ -42,13 +43,34 @@ duct_code kw_v1_cxx_words_delete_(duct_channel *ch, const Kw__V1__Req *req,
                                   Kw__V1__Rep **reply,
                                   const duct_call_opts *opts);
 
+/* Starts /kw.v1.CxxWords/Delete on channel `ch` and returns at once; `done`
+ * runs when the call ends (duct_call_async in duct/client.h).
+ *   req    borrowed: packed and sent before this returns.
+ *   opts   deadline and reply allocator; NULL for defaults. opts->status is not
+ *          used: the callback gets the status.
+ *   done   runs exactly once if this returns DUCT_OK, never otherwise, with
+ *          `user`, the code and the status, on the channel's completion thread
+ *          (or in duct_channel_dispatch with manual_dispatch). On DUCT_OK its
+ *          `reply` is a Kw__V1__Rep *r = (Kw__V1__Rep *)reply that the callback
+ *          owns and frees with kw__v1__rep__free_unpacked(r, alloc), alloc
+ *          being opts->allocator (NULL: the default); otherwise reply is NULL.
+ *   call   NULL, or where to put a handle for duct_call_cancel, owned by the
+ *          caller and released with duct_call_release (before or after the call
+ *          ends).
+ * Returns DUCT_OK when the call started; any other code means it did not, and
+ * done will not run. */
+duct_code kw_v1_cxx_words_delete_async(duct_channel *ch, const Kw__V1__Req *req,
+                                       const duct_call_opts *opts,
+                                       duct_done_cb done, void *user,
+                                       duct_call **call);
+
 /* Calls /kw.v1.CxxWords/New (method id 0x15d04d34) on channel `ch` and waits
  * for the reply.
  *   req    borrowed: packed before the call returns.
- *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller
- *          owns and frees with kw__v1__rep__free_unpacked(*reply, alloc),
- *          alloc being opts->allocator (NULL: the default). On any other
- *          code, *reply is NULL.
+ *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller owns and
+ *          frees with kw__v1__rep__free_unpacked(*reply, alloc), alloc being
+ *          opts->allocator (NULL: the default). On any other code, *reply is
+ *          NULL.
  *   opts   deadline, reply allocator and status out; NULL for defaults.
  * Returns DUCT_OK, the handler's code, or duct's own (DUCT_UNAVAILABLE,
  * DUCT_DEADLINE_EXCEEDED, ...): see duct_call_unary in duct/client.h. */
@@ -56,13 +78,34 @@ duct_code kw_v1_cxx_words_new_(duct_channel *ch, const Kw__V1__Req *req,
                                Kw__V1__Rep **reply,
                                const duct_call_opts *opts);
 
+/* Starts /kw.v1.CxxWords/New on channel `ch` and returns at once; `done` runs
+ * when the call ends (duct_call_async in duct/client.h).
+ *   req    borrowed: packed and sent before this returns.
+ *   opts   deadline and reply allocator; NULL for defaults. opts->status is not
+ *          used: the callback gets the status.
+ *   done   runs exactly once if this returns DUCT_OK, never otherwise, with
+ *          `user`, the code and the status, on the channel's completion thread
+ *          (or in duct_channel_dispatch with manual_dispatch). On DUCT_OK its
+ *          `reply` is a Kw__V1__Rep *r = (Kw__V1__Rep *)reply that the callback
+ *          owns and frees with kw__v1__rep__free_unpacked(r, alloc), alloc
+ *          being opts->allocator (NULL: the default); otherwise reply is NULL.
+ *   call   NULL, or where to put a handle for duct_call_cancel, owned by the
+ *          caller and released with duct_call_release (before or after the call
+ *          ends).
+ * Returns DUCT_OK when the call started; any other code means it did not, and
+ * done will not run. */
+duct_code kw_v1_cxx_words_new_async(duct_channel *ch, const Kw__V1__Req *req,
+                                    const duct_call_opts *opts,
+                                    duct_done_cb done, void *user,
+                                    duct_call **call);
+
 /* Calls /kw.v1.CxxWords/Class (method id 0xc9b7325a) on channel `ch` and waits
  * for the reply.
  *   req    borrowed: packed before the call returns.
- *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller
- *          owns and frees with kw__v1__rep__free_unpacked(*reply, alloc),
- *          alloc being opts->allocator (NULL: the default). On any other
- *          code, *reply is NULL.
+ *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller owns and
+ *          frees with kw__v1__rep__free_unpacked(*reply, alloc), alloc being
+ *          opts->allocator (NULL: the default). On any other code, *reply is
+ *          NULL.
  *   opts   deadline, reply allocator and status out; NULL for defaults.
  * Returns DUCT_OK, the handler's code, or duct's own (DUCT_UNAVAILABLE,
  * DUCT_DEADLINE_EXCEEDED, ...): see duct_call_unary in duct/client.h. */
@@ -70,13 +113,34 @@ duct_code kw_v1_cxx_words_class_(duct_channel *ch, const Kw__V1__Req *req,
                                  Kw__V1__Rep **reply,
                                  const duct_call_opts *opts);
 
-/* Calls /kw.v1.CxxWords/Template (method id 0xcb828a2c) on channel `ch` and waits
- * for the reply.
+/* Starts /kw.v1.CxxWords/Class on channel `ch` and returns at once; `done` runs
+ * when the call ends (duct_call_async in duct/client.h).
+ *   req    borrowed: packed and sent before this returns.
+ *   opts   deadline and reply allocator; NULL for defaults. opts->status is not
+ *          used: the callback gets the status.
+ *   done   runs exactly once if this returns DUCT_OK, never otherwise, with
+ *          `user`, the code and the status, on the channel's completion thread
+ *          (or in duct_channel_dispatch with manual_dispatch). On DUCT_OK its
+ *          `reply` is a Kw__V1__Rep *r = (Kw__V1__Rep *)reply that the callback
+ *          owns and frees with kw__v1__rep__free_unpacked(r, alloc), alloc
+ *          being opts->allocator (NULL: the default); otherwise reply is NULL.
+ *   call   NULL, or where to put a handle for duct_call_cancel, owned by the
+ *          caller and released with duct_call_release (before or after the call
+ *          ends).
+ * Returns DUCT_OK when the call started; any other code means it did not, and
+ * done will not run. */
+duct_code kw_v1_cxx_words_class_async(duct_channel *ch, const Kw__V1__Req *req,
+                                      const duct_call_opts *opts,
+                                      duct_done_cb done, void *user,
+                                      duct_call **call);
+
+/* Calls /kw.v1.CxxWords/Template (method id 0xcb828a2c) on channel `ch` and
+ * waits for the reply.
  *   req    borrowed: packed before the call returns.
- *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller
- *          owns and frees with kw__v1__rep__free_unpacked(*reply, alloc),
- *          alloc being opts->allocator (NULL: the default). On any other
- *          code, *reply is NULL.
+ *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller owns and
+ *          frees with kw__v1__rep__free_unpacked(*reply, alloc), alloc being
+ *          opts->allocator (NULL: the default). On any other code, *reply is
+ *          NULL.
  *   opts   deadline, reply allocator and status out; NULL for defaults.
  * Returns DUCT_OK, the handler's code, or duct's own (DUCT_UNAVAILABLE,
  * DUCT_DEADLINE_EXCEEDED, ...): see duct_call_unary in duct/client.h. */
@@ -84,13 +148,33 @@ duct_code kw_v1_cxx_words_template_(duct_channel *ch, const Kw__V1__Req *req,
                                     Kw__V1__Rep **reply,
                                     const duct_call_opts *opts);
 
+/* Starts /kw.v1.CxxWords/Template on channel `ch` and returns at once; `done`
+ * runs when the call ends (duct_call_async in duct/client.h).
+ *   req    borrowed: packed and sent before this returns.
+ *   opts   deadline and reply allocator; NULL for defaults. opts->status is not
+ *          used: the callback gets the status.
+ *   done   runs exactly once if this returns DUCT_OK, never otherwise, with
+ *          `user`, the code and the status, on the channel's completion thread
+ *          (or in duct_channel_dispatch with manual_dispatch). On DUCT_OK its
+ *          `reply` is a Kw__V1__Rep *r = (Kw__V1__Rep *)reply that the callback
+ *          owns and frees with kw__v1__rep__free_unpacked(r, alloc), alloc
+ *          being opts->allocator (NULL: the default); otherwise reply is NULL.
+ *   call   NULL, or where to put a handle for duct_call_cancel, owned by the
+ *          caller and released with duct_call_release (before or after the call
+ *          ends).
+ * Returns DUCT_OK when the call started; any other code means it did not, and
+ * done will not run. */
+duct_code kw_v1_cxx_words_template_async(duct_channel *ch,
+    const Kw__V1__Req *req, const duct_call_opts *opts, duct_done_cb done,
+    void *user, duct_call **call);
+
 /* Calls /kw.v1.CxxWords/This (method id 0xaf7ef33a) on channel `ch` and waits
  * for the reply.
  *   req    borrowed: packed before the call returns.
- *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller
- *          owns and frees with kw__v1__rep__free_unpacked(*reply, alloc),
- *          alloc being opts->allocator (NULL: the default). On any other
- *          code, *reply is NULL.
+ *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller owns and
+ *          frees with kw__v1__rep__free_unpacked(*reply, alloc), alloc being
+ *          opts->allocator (NULL: the default). On any other code, *reply is
+ *          NULL.
  *   opts   deadline, reply allocator and status out; NULL for defaults.
  * Returns DUCT_OK, the handler's code, or duct's own (DUCT_UNAVAILABLE,
  * DUCT_DEADLINE_EXCEEDED, ...): see duct_call_unary in duct/client.h. */
@@ -98,13 +182,34 @@ duct_code kw_v1_cxx_words_this_(duct_channel *ch, const Kw__V1__Req *req,
                                 Kw__V1__Rep **reply,
                                 const duct_call_opts *opts);
 
-/* Calls /kw.v1.CxxWords/Operator (method id 0xd26270da) on channel `ch` and waits
- * for the reply.
+/* Starts /kw.v1.CxxWords/This on channel `ch` and returns at once; `done` runs
+ * when the call ends (duct_call_async in duct/client.h).
+ *   req    borrowed: packed and sent before this returns.
+ *   opts   deadline and reply allocator; NULL for defaults. opts->status is not
+ *          used: the callback gets the status.
+ *   done   runs exactly once if this returns DUCT_OK, never otherwise, with
+ *          `user`, the code and the status, on the channel's completion thread
+ *          (or in duct_channel_dispatch with manual_dispatch). On DUCT_OK its
+ *          `reply` is a Kw__V1__Rep *r = (Kw__V1__Rep *)reply that the callback
+ *          owns and frees with kw__v1__rep__free_unpacked(r, alloc), alloc
+ *          being opts->allocator (NULL: the default); otherwise reply is NULL.
+ *   call   NULL, or where to put a handle for duct_call_cancel, owned by the
+ *          caller and released with duct_call_release (before or after the call
+ *          ends).
+ * Returns DUCT_OK when the call started; any other code means it did not, and
+ * done will not run. */
+duct_code kw_v1_cxx_words_this_async(duct_channel *ch, const Kw__V1__Req *req,
+                                     const duct_call_opts *opts,
+                                     duct_done_cb done, void *user,
+                                     duct_call **call);
+
+/* Calls /kw.v1.CxxWords/Operator (method id 0xd26270da) on channel `ch` and
+ * waits for the reply.
  *   req    borrowed: packed before the call returns.
- *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller
- *          owns and frees with kw__v1__rep__free_unpacked(*reply, alloc),
- *          alloc being opts->allocator (NULL: the default). On any other
- *          code, *reply is NULL.
+ *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller owns and
+ *          frees with kw__v1__rep__free_unpacked(*reply, alloc), alloc being
+ *          opts->allocator (NULL: the default). On any other code, *reply is
+ *          NULL.
  *   opts   deadline, reply allocator and status out; NULL for defaults.
  * Returns DUCT_OK, the handler's code, or duct's own (DUCT_UNAVAILABLE,
  * DUCT_DEADLINE_EXCEEDED, ...): see duct_call_unary in duct/client.h. */
@@ -112,13 +217,33 @@ duct_code kw_v1_cxx_words_operator_(duct_channel *ch, const Kw__V1__Req *req,
                                     Kw__V1__Rep **reply,
                                     const duct_call_opts *opts);
 
-/* Calls /kw.v1.CxxWords/Namespace (method id 0x33e06851) on channel `ch` and waits
- * for the reply.
+/* Starts /kw.v1.CxxWords/Operator on channel `ch` and returns at once; `done`
+ * runs when the call ends (duct_call_async in duct/client.h).
+ *   req    borrowed: packed and sent before this returns.
+ *   opts   deadline and reply allocator; NULL for defaults. opts->status is not
+ *          used: the callback gets the status.
+ *   done   runs exactly once if this returns DUCT_OK, never otherwise, with
+ *          `user`, the code and the status, on the channel's completion thread
+ *          (or in duct_channel_dispatch with manual_dispatch). On DUCT_OK its
+ *          `reply` is a Kw__V1__Rep *r = (Kw__V1__Rep *)reply that the callback
+ *          owns and frees with kw__v1__rep__free_unpacked(r, alloc), alloc
+ *          being opts->allocator (NULL: the default); otherwise reply is NULL.
+ *   call   NULL, or where to put a handle for duct_call_cancel, owned by the
+ *          caller and released with duct_call_release (before or after the call
+ *          ends).
+ * Returns DUCT_OK when the call started; any other code means it did not, and
+ * done will not run. */
+duct_code kw_v1_cxx_words_operator_async(duct_channel *ch,
+    const Kw__V1__Req *req, const duct_call_opts *opts, duct_done_cb done,
+    void *user, duct_call **call);
+
+/* Calls /kw.v1.CxxWords/Namespace (method id 0x33e06851) on channel `ch` and
+ * waits for the reply.
  *   req    borrowed: packed before the call returns.
- *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller
- *          owns and frees with kw__v1__rep__free_unpacked(*reply, alloc),
- *          alloc being opts->allocator (NULL: the default). On any other
- *          code, *reply is NULL.
+ *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller owns and
+ *          frees with kw__v1__rep__free_unpacked(*reply, alloc), alloc being
+ *          opts->allocator (NULL: the default). On any other code, *reply is
+ *          NULL.
  *   opts   deadline, reply allocator and status out; NULL for defaults.
  * Returns DUCT_OK, the handler's code, or duct's own (DUCT_UNAVAILABLE,
  * DUCT_DEADLINE_EXCEEDED, ...): see duct_call_unary in duct/client.h. */
@@ -126,13 +251,33 @@ duct_code kw_v1_cxx_words_namespace_(duct_channel *ch, const Kw__V1__Req *req,
                                      Kw__V1__Rep **reply,
                                      const duct_call_opts *opts);
 
-/* Calls /kw.v1.CxxWords/Private (method id 0x4f6a0e49) on channel `ch` and waits
- * for the reply.
+/* Starts /kw.v1.CxxWords/Namespace on channel `ch` and returns at once; `done`
+ * runs when the call ends (duct_call_async in duct/client.h).
+ *   req    borrowed: packed and sent before this returns.
+ *   opts   deadline and reply allocator; NULL for defaults. opts->status is not
+ *          used: the callback gets the status.
+ *   done   runs exactly once if this returns DUCT_OK, never otherwise, with
+ *          `user`, the code and the status, on the channel's completion thread
+ *          (or in duct_channel_dispatch with manual_dispatch). On DUCT_OK its
+ *          `reply` is a Kw__V1__Rep *r = (Kw__V1__Rep *)reply that the callback
+ *          owns and frees with kw__v1__rep__free_unpacked(r, alloc), alloc
+ *          being opts->allocator (NULL: the default); otherwise reply is NULL.
+ *   call   NULL, or where to put a handle for duct_call_cancel, owned by the
+ *          caller and released with duct_call_release (before or after the call
+ *          ends).
+ * Returns DUCT_OK when the call started; any other code means it did not, and
+ * done will not run. */
+duct_code kw_v1_cxx_words_namespace_async(duct_channel *ch,
+    const Kw__V1__Req *req, const duct_call_opts *opts, duct_done_cb done,
+    void *user, duct_call **call);
+
+/* Calls /kw.v1.CxxWords/Private (method id 0x4f6a0e49) on channel `ch` and
+ * waits for the reply.
  *   req    borrowed: packed before the call returns.
- *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller
- *          owns and frees with kw__v1__rep__free_unpacked(*reply, alloc),
- *          alloc being opts->allocator (NULL: the default). On any other
- *          code, *reply is NULL.
+ *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller owns and
+ *          frees with kw__v1__rep__free_unpacked(*reply, alloc), alloc being
+ *          opts->allocator (NULL: the default). On any other code, *reply is
+ *          NULL.
  *   opts   deadline, reply allocator and status out; NULL for defaults.
  * Returns DUCT_OK, the handler's code, or duct's own (DUCT_UNAVAILABLE,
  * DUCT_DEADLINE_EXCEEDED, ...): see duct_call_unary in duct/client.h. */
@@ -140,13 +285,35 @@ duct_code kw_v1_cxx_words_private_(duct_channel *ch, const Kw__V1__Req *req,
                                    Kw__V1__Rep **reply,
                                    const duct_call_opts *opts);
 
-/* Calls /kw.v1.CxxWords/Virtual (method id 0x383d9631) on channel `ch` and waits
- * for the reply.
+/* Starts /kw.v1.CxxWords/Private on channel `ch` and returns at once; `done`
+ * runs when the call ends (duct_call_async in duct/client.h).
+ *   req    borrowed: packed and sent before this returns.
+ *   opts   deadline and reply allocator; NULL for defaults. opts->status is not
+ *          used: the callback gets the status.
+ *   done   runs exactly once if this returns DUCT_OK, never otherwise, with
+ *          `user`, the code and the status, on the channel's completion thread
+ *          (or in duct_channel_dispatch with manual_dispatch). On DUCT_OK its
+ *          `reply` is a Kw__V1__Rep *r = (Kw__V1__Rep *)reply that the callback
+ *          owns and frees with kw__v1__rep__free_unpacked(r, alloc), alloc
+ *          being opts->allocator (NULL: the default); otherwise reply is NULL.
+ *   call   NULL, or where to put a handle for duct_call_cancel, owned by the
+ *          caller and released with duct_call_release (before or after the call
+ *          ends).
+ * Returns DUCT_OK when the call started; any other code means it did not, and
+ * done will not run. */
+duct_code kw_v1_cxx_words_private_async(duct_channel *ch,
+                                        const Kw__V1__Req *req,
+                                        const duct_call_opts *opts,
+                                        duct_done_cb done, void *user,
+                                        duct_call **call);
+
+/* Calls /kw.v1.CxxWords/Virtual (method id 0x383d9631) on channel `ch` and
+ * waits for the reply.
  *   req    borrowed: packed before the call returns.
- *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller
- *          owns and frees with kw__v1__rep__free_unpacked(*reply, alloc),
- *          alloc being opts->allocator (NULL: the default). On any other
- *          code, *reply is NULL.
+ *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller owns and
+ *          frees with kw__v1__rep__free_unpacked(*reply, alloc), alloc being
+ *          opts->allocator (NULL: the default). On any other code, *reply is
+ *          NULL.
  *   opts   deadline, reply allocator and status out; NULL for defaults.
  * Returns DUCT_OK, the handler's code, or duct's own (DUCT_UNAVAILABLE,
  * DUCT_DEADLINE_EXCEEDED, ...): see duct_call_unary in duct/client.h. */
@@ -154,13 +321,35 @@ duct_code kw_v1_cxx_words_virtual_(duct_channel *ch, const Kw__V1__Req *req,
                                    Kw__V1__Rep **reply,
                                    const duct_call_opts *opts);
 
+/* Starts /kw.v1.CxxWords/Virtual on channel `ch` and returns at once; `done`
+ * runs when the call ends (duct_call_async in duct/client.h).
+ *   req    borrowed: packed and sent before this returns.
+ *   opts   deadline and reply allocator; NULL for defaults. opts->status is not
+ *          used: the callback gets the status.
+ *   done   runs exactly once if this returns DUCT_OK, never otherwise, with
+ *          `user`, the code and the status, on the channel's completion thread
+ *          (or in duct_channel_dispatch with manual_dispatch). On DUCT_OK its
+ *          `reply` is a Kw__V1__Rep *r = (Kw__V1__Rep *)reply that the callback
+ *          owns and frees with kw__v1__rep__free_unpacked(r, alloc), alloc
+ *          being opts->allocator (NULL: the default); otherwise reply is NULL.
+ *   call   NULL, or where to put a handle for duct_call_cancel, owned by the
+ *          caller and released with duct_call_release (before or after the call
+ *          ends).
+ * Returns DUCT_OK when the call started; any other code means it did not, and
+ * done will not run. */
+duct_code kw_v1_cxx_words_virtual_async(duct_channel *ch,
+                                        const Kw__V1__Req *req,
+                                        const duct_call_opts *opts,
+                                        duct_done_cb done, void *user,
+                                        duct_call **call);
+
 /* Calls /kw.v1.CxxWords/Throw (method id 0x1543adca) on channel `ch` and waits
  * for the reply.
  *   req    borrowed: packed before the call returns.
- *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller
- *          owns and frees with kw__v1__rep__free_unpacked(*reply, alloc),
- *          alloc being opts->allocator (NULL: the default). On any other
- *          code, *reply is NULL.
+ *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller owns and
+ *          frees with kw__v1__rep__free_unpacked(*reply, alloc), alloc being
+ *          opts->allocator (NULL: the default). On any other code, *reply is
+ *          NULL.
  *   opts   deadline, reply allocator and status out; NULL for defaults.
  * Returns DUCT_OK, the handler's code, or duct's own (DUCT_UNAVAILABLE,
  * DUCT_DEADLINE_EXCEEDED, ...): see duct_call_unary in duct/client.h. */
@@ -168,13 +357,34 @@ duct_code kw_v1_cxx_words_throw_(duct_channel *ch, const Kw__V1__Req *req,
                                  Kw__V1__Rep **reply,
                                  const duct_call_opts *opts);
 
-/* Calls /kw.v1.CxxWords/Typename (method id 0xd8626711) on channel `ch` and waits
- * for the reply.
+/* Starts /kw.v1.CxxWords/Throw on channel `ch` and returns at once; `done` runs
+ * when the call ends (duct_call_async in duct/client.h).
+ *   req    borrowed: packed and sent before this returns.
+ *   opts   deadline and reply allocator; NULL for defaults. opts->status is not
+ *          used: the callback gets the status.
+ *   done   runs exactly once if this returns DUCT_OK, never otherwise, with
+ *          `user`, the code and the status, on the channel's completion thread
+ *          (or in duct_channel_dispatch with manual_dispatch). On DUCT_OK its
+ *          `reply` is a Kw__V1__Rep *r = (Kw__V1__Rep *)reply that the callback
+ *          owns and frees with kw__v1__rep__free_unpacked(r, alloc), alloc
+ *          being opts->allocator (NULL: the default); otherwise reply is NULL.
+ *   call   NULL, or where to put a handle for duct_call_cancel, owned by the
+ *          caller and released with duct_call_release (before or after the call
+ *          ends).
+ * Returns DUCT_OK when the call started; any other code means it did not, and
+ * done will not run. */
+duct_code kw_v1_cxx_words_throw_async(duct_channel *ch, const Kw__V1__Req *req,
+                                      const duct_call_opts *opts,
+                                      duct_done_cb done, void *user,
+                                      duct_call **call);
+
+/* Calls /kw.v1.CxxWords/Typename (method id 0xd8626711) on channel `ch` and
+ * waits for the reply.
  *   req    borrowed: packed before the call returns.
- *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller
- *          owns and frees with kw__v1__rep__free_unpacked(*reply, alloc),
- *          alloc being opts->allocator (NULL: the default). On any other
- *          code, *reply is NULL.
+ *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller owns and
+ *          frees with kw__v1__rep__free_unpacked(*reply, alloc), alloc being
+ *          opts->allocator (NULL: the default). On any other code, *reply is
+ *          NULL.
  *   opts   deadline, reply allocator and status out; NULL for defaults.
  * Returns DUCT_OK, the handler's code, or duct's own (DUCT_UNAVAILABLE,
  * DUCT_DEADLINE_EXCEEDED, ...): see duct_call_unary in duct/client.h. */
@@ -182,13 +392,33 @@ duct_code kw_v1_cxx_words_typename_(duct_channel *ch, const Kw__V1__Req *req,
                                     Kw__V1__Rep **reply,
                                     const duct_call_opts *opts);
 
-/* Calls /kw.v1.CxxWords/Requires (method id 0xbf75a382) on channel `ch` and waits
- * for the reply.
+/* Starts /kw.v1.CxxWords/Typename on channel `ch` and returns at once; `done`
+ * runs when the call ends (duct_call_async in duct/client.h).
+ *   req    borrowed: packed and sent before this returns.
+ *   opts   deadline and reply allocator; NULL for defaults. opts->status is not
+ *          used: the callback gets the status.
+ *   done   runs exactly once if this returns DUCT_OK, never otherwise, with
+ *          `user`, the code and the status, on the channel's completion thread
+ *          (or in duct_channel_dispatch with manual_dispatch). On DUCT_OK its
+ *          `reply` is a Kw__V1__Rep *r = (Kw__V1__Rep *)reply that the callback
+ *          owns and frees with kw__v1__rep__free_unpacked(r, alloc), alloc
+ *          being opts->allocator (NULL: the default); otherwise reply is NULL.
+ *   call   NULL, or where to put a handle for duct_call_cancel, owned by the
+ *          caller and released with duct_call_release (before or after the call
+ *          ends).
+ * Returns DUCT_OK when the call started; any other code means it did not, and
+ * done will not run. */
+duct_code kw_v1_cxx_words_typename_async(duct_channel *ch,
+    const Kw__V1__Req *req, const duct_call_opts *opts, duct_done_cb done,
+    void *user, duct_call **call);
+
+/* Calls /kw.v1.CxxWords/Requires (method id 0xbf75a382) on channel `ch` and
+ * waits for the reply.
  *   req    borrowed: packed before the call returns.
- *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller
- *          owns and frees with kw__v1__rep__free_unpacked(*reply, alloc),
- *          alloc being opts->allocator (NULL: the default). On any other
- *          code, *reply is NULL.
+ *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller owns and
+ *          frees with kw__v1__rep__free_unpacked(*reply, alloc), alloc being
+ *          opts->allocator (NULL: the default). On any other code, *reply is
+ *          NULL.
  *   opts   deadline, reply allocator and status out; NULL for defaults.
  * Returns DUCT_OK, the handler's code, or duct's own (DUCT_UNAVAILABLE,
  * DUCT_DEADLINE_EXCEEDED, ...): see duct_call_unary in duct/client.h. */
@@ -196,13 +426,33 @@ duct_code kw_v1_cxx_words_requires_(duct_channel *ch, const Kw__V1__Req *req,
                                     Kw__V1__Rep **reply,
                                     const duct_call_opts *opts);
 
+/* Starts /kw.v1.CxxWords/Requires on channel `ch` and returns at once; `done`
+ * runs when the call ends (duct_call_async in duct/client.h).
+ *   req    borrowed: packed and sent before this returns.
+ *   opts   deadline and reply allocator; NULL for defaults. opts->status is not
+ *          used: the callback gets the status.
+ *   done   runs exactly once if this returns DUCT_OK, never otherwise, with
+ *          `user`, the code and the status, on the channel's completion thread
+ *          (or in duct_channel_dispatch with manual_dispatch). On DUCT_OK its
+ *          `reply` is a Kw__V1__Rep *r = (Kw__V1__Rep *)reply that the callback
+ *          owns and frees with kw__v1__rep__free_unpacked(r, alloc), alloc
+ *          being opts->allocator (NULL: the default); otherwise reply is NULL.
+ *   call   NULL, or where to put a handle for duct_call_cancel, owned by the
+ *          caller and released with duct_call_release (before or after the call
+ *          ends).
+ * Returns DUCT_OK when the call started; any other code means it did not, and
+ * done will not run. */
+duct_code kw_v1_cxx_words_requires_async(duct_channel *ch,
+    const Kw__V1__Req *req, const duct_call_opts *opts, duct_done_cb done,
+    void *user, duct_call **call);
+
 /* Calls /kw.v1.CxxWords/And (method id 0xff48cf6b) on channel `ch` and waits
  * for the reply.
  *   req    borrowed: packed before the call returns.
- *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller
- *          owns and frees with kw__v1__rep__free_unpacked(*reply, alloc),
- *          alloc being opts->allocator (NULL: the default). On any other
- *          code, *reply is NULL.
+ *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller owns and
+ *          frees with kw__v1__rep__free_unpacked(*reply, alloc), alloc being
+ *          opts->allocator (NULL: the default). On any other code, *reply is
+ *          NULL.
  *   opts   deadline, reply allocator and status out; NULL for defaults.
  * Returns DUCT_OK, the handler's code, or duct's own (DUCT_UNAVAILABLE,
  * DUCT_DEADLINE_EXCEEDED, ...): see duct_call_unary in duct/client.h. */
@@ -210,13 +460,34 @@ duct_code kw_v1_cxx_words_and_(duct_channel *ch, const Kw__V1__Req *req,
                                Kw__V1__Rep **reply,
                                const duct_call_opts *opts);
 
+/* Starts /kw.v1.CxxWords/And on channel `ch` and returns at once; `done` runs
+ * when the call ends (duct_call_async in duct/client.h).
+ *   req    borrowed: packed and sent before this returns.
+ *   opts   deadline and reply allocator; NULL for defaults. opts->status is not
+ *          used: the callback gets the status.
+ *   done   runs exactly once if this returns DUCT_OK, never otherwise, with
+ *          `user`, the code and the status, on the channel's completion thread
+ *          (or in duct_channel_dispatch with manual_dispatch). On DUCT_OK its
+ *          `reply` is a Kw__V1__Rep *r = (Kw__V1__Rep *)reply that the callback
+ *          owns and frees with kw__v1__rep__free_unpacked(r, alloc), alloc
+ *          being opts->allocator (NULL: the default); otherwise reply is NULL.
+ *   call   NULL, or where to put a handle for duct_call_cancel, owned by the
+ *          caller and released with duct_call_release (before or after the call
+ *          ends).
+ * Returns DUCT_OK when the call started; any other code means it did not, and
+ * done will not run. */
+duct_code kw_v1_cxx_words_and_async(duct_channel *ch, const Kw__V1__Req *req,
+                                    const duct_call_opts *opts,
+                                    duct_done_cb done, void *user,
+                                    duct_call **call);
+
 /* Calls /kw.v1.CxxWords/AndEq (method id 0x8af46981) on channel `ch` and waits
  * for the reply.
  *   req    borrowed: packed before the call returns.
- *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller
- *          owns and frees with kw__v1__rep__free_unpacked(*reply, alloc),
- *          alloc being opts->allocator (NULL: the default). On any other
- *          code, *reply is NULL.
+ *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller owns and
+ *          frees with kw__v1__rep__free_unpacked(*reply, alloc), alloc being
+ *          opts->allocator (NULL: the default). On any other code, *reply is
+ *          NULL.
  *   opts   deadline, reply allocator and status out; NULL for defaults.
  * Returns DUCT_OK, the handler's code, or duct's own (DUCT_UNAVAILABLE,
  * DUCT_DEADLINE_EXCEEDED, ...): see duct_call_unary in duct/client.h. */
@@ -224,13 +495,34 @@ duct_code kw_v1_cxx_words_and_eq_(duct_channel *ch, const Kw__V1__Req *req,
                                   Kw__V1__Rep **reply,
                                   const duct_call_opts *opts);
 
+/* Starts /kw.v1.CxxWords/AndEq on channel `ch` and returns at once; `done` runs
+ * when the call ends (duct_call_async in duct/client.h).
+ *   req    borrowed: packed and sent before this returns.
+ *   opts   deadline and reply allocator; NULL for defaults. opts->status is not
+ *          used: the callback gets the status.
+ *   done   runs exactly once if this returns DUCT_OK, never otherwise, with
+ *          `user`, the code and the status, on the channel's completion thread
+ *          (or in duct_channel_dispatch with manual_dispatch). On DUCT_OK its
+ *          `reply` is a Kw__V1__Rep *r = (Kw__V1__Rep *)reply that the callback
+ *          owns and frees with kw__v1__rep__free_unpacked(r, alloc), alloc
+ *          being opts->allocator (NULL: the default); otherwise reply is NULL.
+ *   call   NULL, or where to put a handle for duct_call_cancel, owned by the
+ *          caller and released with duct_call_release (before or after the call
+ *          ends).
+ * Returns DUCT_OK when the call started; any other code means it did not, and
+ * done will not run. */
+duct_code kw_v1_cxx_words_and_eq_async(duct_channel *ch, const Kw__V1__Req *req,
+                                       const duct_call_opts *opts,
+                                       duct_done_cb done, void *user,
+                                       duct_call **call);
+
 /* Calls /kw.v1.CxxWords/Char8T (method id 0xc46ead22) on channel `ch` and waits
  * for the reply.
  *   req    borrowed: packed before the call returns.
- *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller
- *          owns and frees with kw__v1__rep__free_unpacked(*reply, alloc),
- *          alloc being opts->allocator (NULL: the default). On any other
- *          code, *reply is NULL.
+ *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller owns and
+ *          frees with kw__v1__rep__free_unpacked(*reply, alloc), alloc being
+ *          opts->allocator (NULL: the default). On any other code, *reply is
+ *          NULL.
  *   opts   deadline, reply allocator and status out; NULL for defaults.
  * Returns DUCT_OK, the handler's code, or duct's own (DUCT_UNAVAILABLE,
  * DUCT_DEADLINE_EXCEEDED, ...): see duct_call_unary in duct/client.h. */
@@ -238,13 +530,35 @@ duct_code kw_v1_cxx_words_char8_t_(duct_channel *ch, const Kw__V1__Req *req,
                                    Kw__V1__Rep **reply,
                                    const duct_call_opts *opts);
 
-/* Calls /kw.v1.CxxWords/CoAwait (method id 0xcdf9d5ee) on channel `ch` and waits
- * for the reply.
+/* Starts /kw.v1.CxxWords/Char8T on channel `ch` and returns at once; `done`
+ * runs when the call ends (duct_call_async in duct/client.h).
+ *   req    borrowed: packed and sent before this returns.
+ *   opts   deadline and reply allocator; NULL for defaults. opts->status is not
+ *          used: the callback gets the status.
+ *   done   runs exactly once if this returns DUCT_OK, never otherwise, with
+ *          `user`, the code and the status, on the channel's completion thread
+ *          (or in duct_channel_dispatch with manual_dispatch). On DUCT_OK its
+ *          `reply` is a Kw__V1__Rep *r = (Kw__V1__Rep *)reply that the callback
+ *          owns and frees with kw__v1__rep__free_unpacked(r, alloc), alloc
+ *          being opts->allocator (NULL: the default); otherwise reply is NULL.
+ *   call   NULL, or where to put a handle for duct_call_cancel, owned by the
+ *          caller and released with duct_call_release (before or after the call
+ *          ends).
+ * Returns DUCT_OK when the call started; any other code means it did not, and
+ * done will not run. */
+duct_code kw_v1_cxx_words_char8_t_async(duct_channel *ch,
+                                        const Kw__V1__Req *req,
+                                        const duct_call_opts *opts,
+                                        duct_done_cb done, void *user,
+                                        duct_call **call);
+
+/* Calls /kw.v1.CxxWords/CoAwait (method id 0xcdf9d5ee) on channel `ch` and
+ * waits for the reply.
  *   req    borrowed: packed before the call returns.
- *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller
- *          owns and frees with kw__v1__rep__free_unpacked(*reply, alloc),
- *          alloc being opts->allocator (NULL: the default). On any other
- *          code, *reply is NULL.
+ *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller owns and
+ *          frees with kw__v1__rep__free_unpacked(*reply, alloc), alloc being
+ *          opts->allocator (NULL: the default). On any other code, *reply is
+ *          NULL.
  *   opts   deadline, reply allocator and status out; NULL for defaults.
  * Returns DUCT_OK, the handler's code, or duct's own (DUCT_UNAVAILABLE,
  * DUCT_DEADLINE_EXCEEDED, ...): see duct_call_unary in duct/client.h. */
@@ -252,13 +566,33 @@ duct_code kw_v1_cxx_words_co_await_(duct_channel *ch, const Kw__V1__Req *req,
                                     Kw__V1__Rep **reply,
                                     const duct_call_opts *opts);
 
-/* Calls /kw.v1.CxxWords/StaticCast (method id 0xb475de27) on channel `ch` and waits
- * for the reply.
+/* Starts /kw.v1.CxxWords/CoAwait on channel `ch` and returns at once; `done`
+ * runs when the call ends (duct_call_async in duct/client.h).
+ *   req    borrowed: packed and sent before this returns.
+ *   opts   deadline and reply allocator; NULL for defaults. opts->status is not
+ *          used: the callback gets the status.
+ *   done   runs exactly once if this returns DUCT_OK, never otherwise, with
+ *          `user`, the code and the status, on the channel's completion thread
+ *          (or in duct_channel_dispatch with manual_dispatch). On DUCT_OK its
+ *          `reply` is a Kw__V1__Rep *r = (Kw__V1__Rep *)reply that the callback
+ *          owns and frees with kw__v1__rep__free_unpacked(r, alloc), alloc
+ *          being opts->allocator (NULL: the default); otherwise reply is NULL.
+ *   call   NULL, or where to put a handle for duct_call_cancel, owned by the
+ *          caller and released with duct_call_release (before or after the call
+ *          ends).
+ * Returns DUCT_OK when the call started; any other code means it did not, and
+ * done will not run. */
+duct_code kw_v1_cxx_words_co_await_async(duct_channel *ch,
+    const Kw__V1__Req *req, const duct_call_opts *opts, duct_done_cb done,
+    void *user, duct_call **call);
+
+/* Calls /kw.v1.CxxWords/StaticCast (method id 0xb475de27) on channel `ch` and
+ * waits for the reply.
  *   req    borrowed: packed before the call returns.
- *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller
- *          owns and frees with kw__v1__rep__free_unpacked(*reply, alloc),
- *          alloc being opts->allocator (NULL: the default). On any other
- *          code, *reply is NULL.
+ *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller owns and
+ *          frees with kw__v1__rep__free_unpacked(*reply, alloc), alloc being
+ *          opts->allocator (NULL: the default). On any other code, *reply is
+ *          NULL.
  *   opts   deadline, reply allocator and status out; NULL for defaults.
  * Returns DUCT_OK, the handler's code, or duct's own (DUCT_UNAVAILABLE,
  * DUCT_DEADLINE_EXCEEDED, ...): see duct_call_unary in duct/client.h. */
@@ -266,13 +600,33 @@ duct_code kw_v1_cxx_words_static_cast_(duct_channel *ch, const Kw__V1__Req *req,
                                        Kw__V1__Rep **reply,
                                        const duct_call_opts *opts);
 
+/* Starts /kw.v1.CxxWords/StaticCast on channel `ch` and returns at once; `done`
+ * runs when the call ends (duct_call_async in duct/client.h).
+ *   req    borrowed: packed and sent before this returns.
+ *   opts   deadline and reply allocator; NULL for defaults. opts->status is not
+ *          used: the callback gets the status.
+ *   done   runs exactly once if this returns DUCT_OK, never otherwise, with
+ *          `user`, the code and the status, on the channel's completion thread
+ *          (or in duct_channel_dispatch with manual_dispatch). On DUCT_OK its
+ *          `reply` is a Kw__V1__Rep *r = (Kw__V1__Rep *)reply that the callback
+ *          owns and frees with kw__v1__rep__free_unpacked(r, alloc), alloc
+ *          being opts->allocator (NULL: the default); otherwise reply is NULL.
+ *   call   NULL, or where to put a handle for duct_call_cancel, owned by the
+ *          caller and released with duct_call_release (before or after the call
+ *          ends).
+ * Returns DUCT_OK when the call started; any other code means it did not, and
+ * done will not run. */
+duct_code kw_v1_cxx_words_static_cast_async(duct_channel *ch,
+    const Kw__V1__Req *req, const duct_call_opts *opts, duct_done_cb done,
+    void *user, duct_call **call);
+
 /* Calls /kw.v1.CxxWords/Final (method id 0x8702da86) on channel `ch` and waits
  * for the reply.
  *   req    borrowed: packed before the call returns.
- *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller
- *          owns and frees with kw__v1__rep__free_unpacked(*reply, alloc),
- *          alloc being opts->allocator (NULL: the default). On any other
- *          code, *reply is NULL.
+ *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller owns and
+ *          frees with kw__v1__rep__free_unpacked(*reply, alloc), alloc being
+ *          opts->allocator (NULL: the default). On any other code, *reply is
+ *          NULL.
  *   opts   deadline, reply allocator and status out; NULL for defaults.
  * Returns DUCT_OK, the handler's code, or duct's own (DUCT_UNAVAILABLE,
  * DUCT_DEADLINE_EXCEEDED, ...): see duct_call_unary in duct/client.h. */
@@ -280,13 +634,34 @@ duct_code kw_v1_cxx_words_final(duct_channel *ch, const Kw__V1__Req *req,
                                 Kw__V1__Rep **reply,
                                 const duct_call_opts *opts);
 
-/* Calls /kw.v1.CxxWords/Override (method id 0xf594a902) on channel `ch` and waits
- * for the reply.
+/* Starts /kw.v1.CxxWords/Final on channel `ch` and returns at once; `done` runs
+ * when the call ends (duct_call_async in duct/client.h).
+ *   req    borrowed: packed and sent before this returns.
+ *   opts   deadline and reply allocator; NULL for defaults. opts->status is not
+ *          used: the callback gets the status.
+ *   done   runs exactly once if this returns DUCT_OK, never otherwise, with
+ *          `user`, the code and the status, on the channel's completion thread
+ *          (or in duct_channel_dispatch with manual_dispatch). On DUCT_OK its
+ *          `reply` is a Kw__V1__Rep *r = (Kw__V1__Rep *)reply that the callback
+ *          owns and frees with kw__v1__rep__free_unpacked(r, alloc), alloc
+ *          being opts->allocator (NULL: the default); otherwise reply is NULL.
+ *   call   NULL, or where to put a handle for duct_call_cancel, owned by the
+ *          caller and released with duct_call_release (before or after the call
+ *          ends).
+ * Returns DUCT_OK when the call started; any other code means it did not, and
+ * done will not run. */
+duct_code kw_v1_cxx_words_final_async(duct_channel *ch, const Kw__V1__Req *req,
+                                      const duct_call_opts *opts,
+                                      duct_done_cb done, void *user,
+                                      duct_call **call);
+
+/* Calls /kw.v1.CxxWords/Override (method id 0xf594a902) on channel `ch` and
+ * waits for the reply.
  *   req    borrowed: packed before the call returns.
- *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller
- *          owns and frees with kw__v1__rep__free_unpacked(*reply, alloc),
- *          alloc being opts->allocator (NULL: the default). On any other
- *          code, *reply is NULL.
+ *   reply  on DUCT_OK, *reply is a new Kw__V1__Rep that the caller owns and
+ *          frees with kw__v1__rep__free_unpacked(*reply, alloc), alloc being
+ *          opts->allocator (NULL: the default). On any other code, *reply is
+ *          NULL.
  *   opts   deadline, reply allocator and status out; NULL for defaults.
  * Returns DUCT_OK, the handler's code, or duct's own (DUCT_UNAVAILABLE,
  * DUCT_DEADLINE_EXCEEDED, ...): see duct_call_unary in duct/client.h. */
@@ -294,19 +669,41 @@ duct_code kw_v1_cxx_words_override(duct_channel *ch, const Kw__V1__Req *req,
                                    Kw__V1__Rep **reply,
                                    const duct_call_opts *opts);
 
+/* Starts /kw.v1.CxxWords/Override on channel `ch` and returns at once; `done`
+ * runs when the call ends (duct_call_async in duct/client.h).
+ *   req    borrowed: packed and sent before this returns.
+ *   opts   deadline and reply allocator; NULL for defaults. opts->status is not
+ *          used: the callback gets the status.
+ *   done   runs exactly once if this returns DUCT_OK, never otherwise, with
+ *          `user`, the code and the status, on the channel's completion thread
+ *          (or in duct_channel_dispatch with manual_dispatch). On DUCT_OK its
+ *          `reply` is a Kw__V1__Rep *r = (Kw__V1__Rep *)reply that the callback
+ *          owns and frees with kw__v1__rep__free_unpacked(r, alloc), alloc
+ *          being opts->allocator (NULL: the default); otherwise reply is NULL.
+ *   call   NULL, or where to put a handle for duct_call_cancel, owned by the
+ *          caller and released with duct_call_release (before or after the call
+ *          ends).
+ * Returns DUCT_OK when the call started; any other code means it did not, and
+ * done will not run. */
+duct_code kw_v1_cxx_words_override_async(duct_channel *ch,
+    const Kw__V1__Req *req, const duct_call_opts *opts, duct_done_cb done,
+    void *user, duct_call **call);
+
 /* -- server -- */
 
-/* The handlers of kw.v1.CxxWords, one per method. The server calls them on its
- * worker threads, several at once. A NULL entry answers DUCT_UNIMPLEMENTED.
- * Each handler gets:
- *   ctx    the call: duct_ctx_user (the pointer given to kw_v1_cxx_words_register),
- *          duct_ctx_peer, duct_ctx_remaining_ms, duct_ctx_alloc (duct/server.h);
+/* The handlers of kw.v1.CxxWords, one per method. A NULL entry answers
+ * DUCT_UNIMPLEMENTED. Each handler gets:
+ *   ctx    the call: duct_ctx_user (the pointer given to
+ *          kw_v1_cxx_words_register), duct_ctx_peer, duct_ctx_remaining_ms,
+ *          duct_ctx_alloc, duct_ctx_cancelled (duct/server.h);
+ * and a unary handler also:
  *   req    the request, borrowed for the call;
- *   reply  an initialized, empty reply to fill; memory for its strings,
- *          bytes, sub-messages and repeated fields comes from
- *          duct_ctx_alloc(ctx) and is freed after the reply is sent.
- * Return DUCT_OK to send the reply, or an error code (with a message:
- * return duct_ctx_fail(ctx, code, ...)) to send that instead. */
+ *   reply  an initialized, empty reply to fill; memory for its strings, bytes,
+ *          sub-messages and repeated fields comes from duct_ctx_alloc(ctx) and
+ *          is freed after the reply is sent.
+ * Unary handlers run on the server's worker threads, several at once. Return
+ * DUCT_OK to send the reply, or an error code (with a message: return
+ * duct_ctx_fail(ctx, code, ...)) to send that instead. */
 typedef struct kw_v1_cxx_words_handlers {
   /* /kw.v1.CxxWords/Delete */
   duct_code (*delete_)(duct_ctx *ctx, const Kw__V1__Req *req,
@@ -366,9 +763,9 @@ typedef struct kw_v1_cxx_words_handlers {
 } kw_v1_cxx_words_handlers;
 
 /* Registers kw.v1.CxxWords on server `s` (before duct_server_start). `handlers`
- * is borrowed and must outlive the server; `user` is what handlers get
- * from duct_ctx_user. Returns duct_server_add's code: DUCT_OK,
- * DUCT_ALREADY_EXISTS when a method id is already registered, ... */
+ * is borrowed and must outlive the server; `user` is what handlers get from
+ * duct_ctx_user. Returns duct_server_add's code: DUCT_OK, DUCT_ALREADY_EXISTS
+ * when a method id is already registered, ... */
 duct_code kw_v1_cxx_words_register(duct_server *s,
                                    const kw_v1_cxx_words_handlers *handlers,
                                    void *user);
