@@ -1291,7 +1291,9 @@ duct_code duct_server_add(duct_server *s, const duct_service *svc, const void *h
     return DUCT_FAILED_PRECONDITION;
   for (size_t i = 0; i < svc->n_methods; i++) {
     const duct_method *m = &svc->methods[i];
-    if (!m->name || !m->input || !m->output || !m->invoke || m->id == 0 ||
+    int callable = m->kind == DUCT_UNARY ? m->invoke != NULL
+                   : m->kind <= DUCT_BIDI_STREAMING && m->invoke_stream != NULL;
+    if (!m->name || !m->input || !m->output || !callable || m->id == 0 ||
         m->id != duct__method_id(m->name)) {
       /* A hand-written or stale descriptor would route calls wrongly. */
       duct__log(&s->log, DUCT_LOG_ERROR, "service %s: method %s has a bad descriptor",

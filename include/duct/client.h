@@ -144,7 +144,8 @@ typedef void (*duct_done_cb)(void *user, duct_code code, ProtobufCMessage *reply
                              const duct_status *status);
 
 /* Starts a unary call and returns at once: `req` is packed and sent before
- * this returns; `done` runs when the reply, an error, the deadline
+ * this returns (opts is read before it returns too, but opts->allocator,
+ * which unpacks the reply, must live until the callback has run); `done` runs when the reply, an error, the deadline
  * (opts->deadline_ms) or a cancel ends it. opts->status is not used (the
  * callback gets the status). DUCT_OK when started (done will run exactly
  * once); any other code means it was not started and done will not run.

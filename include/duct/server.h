@@ -204,7 +204,9 @@ void duct_ctx_on_cancel(duct_ctx *ctx, duct_cancel_cb cb, void *user);
 duct_ctx *duct_stream_ctx(duct_stream *st);
 
 /* Keeps the stream open after its handler returns (the handler's return
- * code is then ignored): a subscription that waits for events. The caller
+ * code is then ignored): a subscription that waits for events. Meant for
+ * server-streaming and bidirectional calls: a kept client-streaming call
+ * ends with duct_stream_finish's status alone, without a reply. The caller
  * must end it with duct_stream_finish, at the latest when it is cancelled
  * (duct_ctx_on_cancel). */
 void duct_stream_keep(duct_stream *st);

@@ -193,7 +193,8 @@ static void test_unknown_method(void **state) {
   (void)state;
   fixture *f = e2e_start_probe(NULL, NULL, 0, 1);
   const duct_method nope = {"/duct.test.Probe/Nope", duct__method_id("/duct.test.Probe/Nope"),
-                            &duct__test__blob__descriptor, &duct__test__blob__descriptor, NULL};
+                            &duct__test__blob__descriptor, &duct__test__blob__descriptor, NULL,
+                            DUCT_UNARY, NULL};
   Duct__Test__Blob req = DUCT__TEST__BLOB__INIT;
   ProtobufCMessage *reply;
   duct_status st;
