@@ -198,12 +198,20 @@ typedef struct shim {
   const duct__srv_cb *to; /* the core's */
   void *core;
   duct__listener *l;
+  struct wconn *conns;    /* every wrapper made, freed with the shim */
   struct shim *next;
 } shim;
 
+/* A wrapper lives as long as its listener, not only until closed(): run()
+ * and drained() may come after closed(), and a core holding the
+ * connection may still ask conn_want_drained, whose answer the real table
+ * delivers through the wrapper (transport.h). listener_free returns only
+ * once every connection is freed and every callback has returned, so the
+ * shim frees its wrappers then. */
 typedef struct wconn {
   shim *sh;
   void *state; /* the core's, from its open() */
+  struct wconn *next; /* the shim's, under fx.mu */
 } wconn;
 
 static void *w_open(void *core, duct__conn *c, const duct_peer *peer) {
@@ -219,6 +227,8 @@ static void *w_open(void *core, duct__conn *c, const duct_peer *peer) {
   }
   duct__mutex_lock(&fx.mu);
   fx.server_open++;
+  w->next = sh->conns;
+  sh->conns = w;
   duct__mutex_unlock(&fx.mu);
   return w;
 }
@@ -228,10 +238,19 @@ static int w_message(void *state, const uint8_t *msg, size_t len) {
   return w->sh->to->message(w->state, msg, len);
 }
 
+static void w_run(void *state) {
+  wconn *w = state;
+  w->sh->to->run(w->state);
+}
+
+static void w_drained(void *state) {
+  wconn *w = state;
+  w->sh->to->drained(w->state);
+}
+
 static void w_closed(void *state, duct_code why, const char *detail) {
   wconn *w = state;
   w->sh->to->closed(w->state, why, detail);
-  free(w);
   duct__mutex_lock(&fx.mu);
   fx.server_open--;
   if (why != DUCT_OK)
@@ -270,6 +289,8 @@ static duct_code f_listen(const char *address, const duct__listen_opts *o,
   sh->cb.evict = cb->evict ? w_evict : NULL;
   sh->cb.violation = cb->violation ? w_violation : NULL;
   sh->cb.tick = cb->tick ? w_tick : NULL;
+  sh->cb.run = cb->run ? w_run : NULL;
+  sh->cb.drained = cb->drained ? w_drained : NULL;
   duct_code rc = REAL->listen(address, o, &sh->cb, sh, out, err);
   if (rc != DUCT_OK) {
     free(sh);
@@ -287,8 +308,9 @@ static duct_code f_listener_start(duct__listener *l) { return REAL->listener_sta
 
 static void f_listener_stop_accepting(duct__listener *l) { REAL->listener_stop_accepting(l); }
 
-/* Every closed() has been reported when the real one returns; then the
- * shim goes. */
+/* Every closed(), run() and drained() has returned when the real one
+ * returns, and every connection is freed; then the shim and its wrappers
+ * go. */
 static void f_listener_free(duct__listener *l) {
   REAL->listener_free(l);
   duct__mutex_lock(&fx.mu);
@@ -299,6 +321,13 @@ static void f_listener_free(duct__listener *l) {
   if (sh)
     *p = sh->next;
   duct__mutex_unlock(&fx.mu);
+  if (sh) {
+    while (sh->conns) {
+      wconn *w = sh->conns;
+      sh->conns = w->next;
+      free(w);
+    }
+  }
   free(sh);
 }
 
@@ -335,6 +364,11 @@ static void f_conn_send_nowait(duct__conn *c, const duct__iov *iov, int n) {
 static void f_conn_close(duct__conn *c, duct_code why, const char *detail) {
   REAL->conn_close(c, why, detail);
 }
+
+static size_t f_conn_queued(duct__conn *c) { return REAL->conn_queued(c); }
+
+/* The answer comes back through w_drained. */
+static void f_conn_want_drained(duct__conn *c) { REAL->conn_want_drained(c); }
 
 /* ---- client side ---- */
 
@@ -409,6 +443,8 @@ const duct__transport_ops fault_transport = {
     .conn_send = f_conn_send,
     .conn_send_nowait = f_conn_send_nowait,
     .conn_close = f_conn_close,
+    .conn_queued = f_conn_queued,
+    .conn_want_drained = f_conn_want_drained,
     .link_open = f_link_open,
     .link_send = f_link_send,
     .link_recv = f_link_recv,
