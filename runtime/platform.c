@@ -19,6 +19,7 @@ const duct__transport_ops duct__platform_transport = {
     .link_send = duct__link_send,
     .link_recv = duct__link_recv,
     .link_transact = duct__link_transact,
+    .link_shutdown = duct__link_shutdown,
     .link_close = duct__link_close,
     .link_peer_pid = duct__link_peer_pid,
 };

@@ -40,8 +40,10 @@
  * duct__conn_queued and duct__conn_want_drained let a stream wait for
  * its peer without blocking a thread (back-pressure).
  *
- * Client side: a duct__link is one connection, used by one thread at a
- * time (the client core's pool hands links out). */
+ * Client side: a duct__link is one connection. At most one thread sends
+ * on it and at most one receives at a time, and those two may be
+ * different threads working at once (a channel's reader thread and its
+ * senders); link_shutdown wakes both from any thread. */
 #ifndef DUCT_RUNTIME_TRANSPORT_H
 #define DUCT_RUNTIME_TRANSPORT_H
 
@@ -205,21 +207,35 @@ duct_code duct__link_open_opts(const char *address, const duct__link_opts *o,
 /* duct__link_open_opts with the default rule (o = NULL). */
 duct_code duct__link_open(const char *address, int64_t deadline_ms,
                           duct__link **out, duct__err *err);
-/* Sends one message. */
+/* Sends one message. May run while another thread is in duct__link_recv
+ * on the same link; never two sends at once. */
 duct_code duct__link_send(duct__link *l, const duct__iov *iov, int n,
                           int64_t deadline_ms);
 /* Receives one message into buf (cap bytes). DUCT_RESOURCE_EXHAUSTED if
- * the message is larger than cap (the link is then unusable). */
+ * the message is larger than cap (the link is then unusable). May run
+ * while another thread is in duct__link_send; never two receives at
+ * once. */
 duct_code duct__link_recv(duct__link *l, uint8_t *buf, size_t cap,
                           size_t *len, int64_t deadline_ms);
 /* Sends one message and receives the next one: a single
- * TransactNamedPipe on Windows, sendmsg + recvmsg on POSIX. */
+ * TransactNamedPipe on Windows, sendmsg + recvmsg on POSIX. Both a send
+ * and a receive: nobody else may be sending or receiving on l. */
 duct_code duct__link_transact(duct__link *l, const duct__iov *iov, int n,
                               uint8_t *buf, size_t cap, size_t *len,
                               int64_t deadline_ms);
-/* Both link calls above return DUCT_DEADLINE_EXCEEDED when the deadline
+/* The link calls above return DUCT_DEADLINE_EXCEEDED when the deadline
  * passes (the operation is cancelled; the link is then unusable and must
- * be closed), DUCT_UNAVAILABLE when the peer is gone. */
+ * be closed), DUCT_UNAVAILABLE when the peer is gone or the link was shut
+ * down. */
+/* Wakes whoever is blocked in a send, receive or transact on l, which
+ * then returns DUCT_UNAVAILABLE; every later one fails the same way.
+ * Any thread, any number of times, until duct__link_close. POSIX:
+ * shutdown(SHUT_RDWR), and the peer sees the connection end at once;
+ * Windows: a flag and CancelIoEx of the handle's I/O, and the peer sees
+ * the end when link_close closes the handle. */
+void duct__link_shutdown(duct__link *l);
+/* Frees l. Nobody may be using it any more: after a link_shutdown, wait
+ * for the other threads to return first. */
 void duct__link_close(duct__link *l);
 /* The server process's id as the system reports it (0 if unknown). */
 uint32_t duct__link_peer_pid(const duct__link *l);
@@ -258,6 +274,7 @@ typedef struct duct__transport_ops {
   duct_code (*link_transact)(duct__link *l, const duct__iov *iov, int n,
                              uint8_t *buf, size_t cap, size_t *len,
                              int64_t deadline_ms);
+  void (*link_shutdown)(duct__link *l);
   void (*link_close)(duct__link *l);
   uint32_t (*link_peer_pid)(const duct__link *l);
 } duct__transport_ops;

@@ -16,6 +16,8 @@
  * client link_recv:  fail = the link breaks; truncate = the message arrives
  *                    cut in half; stall = nothing arrives before the
  *                    deadline.
+ *                    A stall ends early, with UNAVAILABLE, when the link
+ *                    is shut down (link_shutdown's contract).
  * client transact:   two events: the request (as link_send) and the reply
  *                    (as link_recv; a failed or stalled reply is decided
  *                    after the real reply came, so the server has done its
@@ -60,7 +62,23 @@ static struct {
   long server_open;   /* opened and not yet closed */
   int stalled_forever; /* a stall met an op with no deadline */
   struct shim *shims;  /* one per live listener */
+  struct shut_link *shut; /* links shut down and not yet closed */
 } fx;
+
+/* A link that was shut down: a stall on it must end (the real link needs
+ * no record; its own calls see the shutdown). */
+typedef struct shut_link {
+  duct__link *l;
+  struct shut_link *next;
+} shut_link;
+
+/* Under fx.mu. */
+static int is_shut(const duct__link *l) {
+  for (shut_link *p = fx.shut; p; p = p->next)
+    if (p->l == l)
+      return 1;
+  return 0;
+}
 
 void fault_transport_init(void) {
   duct__mutex_init(&fx.mu);
@@ -152,18 +170,20 @@ int fault_wait_server_sends(long sends, long errors, int timeout_ms) {
 }
 
 /* A peer that stops answering: nothing completes until the deadline, which
- * the wait sleeps towards on a condition variable (woken only to re-check
- * the clock), then the contract's DEADLINE_EXCEEDED. */
-static duct_code stall_until(int64_t deadline_ms) {
+ * the wait sleeps towards on a condition variable (woken to re-check the
+ * clock and whether l was shut down), then the contract's
+ * DEADLINE_EXCEEDED; UNAVAILABLE if l is shut down first. */
+static duct_code stall_until(duct__link *l, int64_t deadline_ms) {
   duct__mutex_lock(&fx.mu);
-  if (deadline_ms < 0) {
+  if (deadline_ms < 0 && !is_shut(l)) {
     fx.stalled_forever = 1; /* a bounded wait, then the test fails */
     deadline_ms = duct__now_ms() + 20000;
   }
-  while (duct__now_ms() < deadline_ms)
+  while (!is_shut(l) && duct__now_ms() < deadline_ms)
     duct__cond_wait(&fx.cv, &fx.mu, deadline_ms);
+  duct_code rc = is_shut(l) ? DUCT_UNAVAILABLE : DUCT_DEADLINE_EXCEEDED;
   duct__mutex_unlock(&fx.mu);
-  return DUCT_DEADLINE_EXCEEDED;
+  return rc;
 }
 
 /* The first half of a message, as pieces: a message that arrives shorter
@@ -382,7 +402,7 @@ static duct_code client_send(duct__link *l, const duct__iov *iov, int n, int64_t
   duct__iov cut[2];
   switch (k) {
   case FAULT_FAIL: return DUCT_UNAVAILABLE;
-  case FAULT_STALL: return stall_until(deadline_ms);
+  case FAULT_STALL: return stall_until(l, deadline_ms);
   case FAULT_TRUNCATE:
     return REAL->link_send(l, cut, truncate_iov(iov, n, cut), deadline_ms);
   default: return REAL->link_send(l, iov, n, deadline_ms);
@@ -399,7 +419,7 @@ static duct_code f_link_recv(duct__link *l, uint8_t *buf, size_t cap, size_t *le
   if (k == FAULT_FAIL)
     return DUCT_UNAVAILABLE;
   if (k == FAULT_STALL)
-    return stall_until(deadline_ms);
+    return stall_until(l, deadline_ms);
   duct_code rc = REAL->link_recv(l, buf, cap, len, deadline_ms);
   if (rc == DUCT_OK && k == FAULT_TRUNCATE)
     *len /= 2;
@@ -423,13 +443,38 @@ static duct_code f_link_transact(duct__link *l, const duct__iov *iov, int n, uin
   if (k2 == FAULT_FAIL)
     return DUCT_UNAVAILABLE; /* the reply came, then the link broke */
   if (k2 == FAULT_STALL)
-    return stall_until(deadline_ms);
+    return stall_until(l, deadline_ms);
   if (k2 == FAULT_TRUNCATE)
     *len /= 2;
   return DUCT_OK;
 }
 
-static void f_link_close(duct__link *l) { REAL->link_close(l); }
+static void f_link_shutdown(duct__link *l) {
+  duct__mutex_lock(&fx.mu);
+  shut_link *p = is_shut(l) ? NULL : malloc(sizeof *p);
+  if (p) {
+    p->l = l;
+    p->next = fx.shut;
+    fx.shut = p;
+  }
+  duct__cond_broadcast(&fx.cv); /* a stall on l ends */
+  duct__mutex_unlock(&fx.mu);
+  REAL->link_shutdown(l);
+}
+
+static void f_link_close(duct__link *l) {
+  /* Forgotten before the real close: the address may be reused. */
+  duct__mutex_lock(&fx.mu);
+  shut_link **pp = &fx.shut;
+  while (*pp && (*pp)->l != l)
+    pp = &(*pp)->next;
+  shut_link *p = *pp;
+  if (p)
+    *pp = p->next;
+  duct__mutex_unlock(&fx.mu);
+  free(p);
+  REAL->link_close(l);
+}
 
 static uint32_t f_link_peer_pid(const duct__link *l) { return REAL->link_peer_pid(l); }
 
@@ -449,6 +494,7 @@ const duct__transport_ops fault_transport = {
     .link_send = f_link_send,
     .link_recv = f_link_recv,
     .link_transact = f_link_transact,
+    .link_shutdown = f_link_shutdown,
     .link_close = f_link_close,
     .link_peer_pid = f_link_peer_pid,
 };

@@ -233,6 +233,9 @@ static duct_code f_link_transact(duct__link *l, const duct__iov *iov, int n, uin
   return rc != DUCT_OK ? rc : f_link_recv(l, buf, cap, len, deadline_ms);
 }
 
+/* One thread per fuzz run: nobody is blocked to wake; later calls fail. */
+static void f_link_shutdown(duct__link *l) { l->broken = 1; }
+
 static void f_link_close(duct__link *l) { free(l); }
 
 static uint32_t f_link_peer_pid(const duct__link *l) {
@@ -256,6 +259,7 @@ const duct__transport_ops fake_transport = {
     .link_send = f_link_send,
     .link_recv = f_link_recv,
     .link_transact = f_link_transact,
+    .link_shutdown = f_link_shutdown,
     .link_close = f_link_close,
     .link_peer_pid = f_link_peer_pid,
 };

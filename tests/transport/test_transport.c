@@ -59,7 +59,8 @@ enum mode {
   MODE_REFUSE, /* open() returns NULL */
   MODE_BURST,  /* answer each message with N_BURST messages */
   MODE_FLOOD,  /* answer with FLOOD_N max_frame messages, stop at an error */
-  MODE_RUN     /* the first message returns 2; run() waits for the next */
+  MODE_RUN,    /* the first message returns 2; run() waits for the next */
+  MODE_HOLD    /* message() waits until the test releases it */
 };
 
 typedef struct tconn {
@@ -103,6 +104,7 @@ typedef struct tcore {
   duct_code flood_err;   /* the first one that did not */
   int64_t flood_ms;      /* how long the whole message() took */
   int64_t flood_end;     /* when it returned */
+  int release;           /* MODE_HOLD: message() may return */
   tconn *conns; /* every tconn ever opened, freed by core_free */
 } tcore;
 
@@ -211,6 +213,12 @@ static int cb_message(void *state, const uint8_t *msg, size_t len) {
     if (sent != DUCT_OK)
       core->echo_fail++;
     duct__cond_broadcast(&core->cv);
+    duct__mutex_unlock(&core->mu);
+  } else if (mode == MODE_HOLD) {
+    int64_t dl = duct__now_ms() + 4 * WAIT_MS;
+    duct__mutex_lock(&core->mu);
+    while (!core->release && duct__now_ms() < dl)
+      duct__cond_wait(&core->cv, &core->mu, dl);
     duct__mutex_unlock(&core->mu);
   } else if (mode == MODE_ECHO) {
     duct__iov v = {msg, len};
@@ -1189,6 +1197,183 @@ static void test_drained_on_close(void **state) {
   core_free(&core);
 }
 
+/* ---- links used by two threads ---- */
+
+#define N_DUPLEX 300
+
+typedef struct duplex_arg {
+  duct__link *k;
+  int bad;
+  duct__thread th;
+} duplex_arg;
+
+static void duplex_reader(void *p) {
+  duplex_arg *a = p;
+  uint8_t in[8192], want[8192];
+  for (int i = 0; i < N_DUPLEX; i++) {
+    size_t n = 0, len = burst_len(i);
+    if (T->link_recv(a->k, in, sizeof in, &n, duct__now_ms() + 4 * WAIT_MS) != DUCT_OK) {
+      a->bad += N_DUPLEX - i;
+      return;
+    }
+    fill(want, len, (uint32_t)i);
+    if (n != len || memcmp(in, want, len) != 0)
+      a->bad++;
+  }
+}
+
+/* One thread receives while another sends on the same link, as a
+ * channel's reader thread and its callers do: every echo arrives, in
+ * order, and neither side's waits disturb the other's. */
+static void test_link_recv_while_send(void **state) {
+  (void)state;
+  char addr[64];
+  make_addr(addr, sizeof addr);
+  tcore core;
+  core_init(&core, MODE_ECHO);
+  duct__listen_opts o = default_opts();
+  duct__listener *l = serve(&core, addr, &o);
+  duct__link *k = connect_ok(addr);
+
+  duplex_arg a;
+  memset(&a, 0, sizeof a);
+  a.k = k;
+  assert_int_equal(duct__thread_start(&a.th, duplex_reader, &a), DUCT_OK);
+  uint8_t out[8192];
+  int send_fail = 0;
+  for (int i = 0; i < N_DUPLEX; i++) {
+    size_t len = burst_len(i);
+    fill(out, len, (uint32_t)i);
+    duct__iov v = {out, len};
+    if (T->link_send(k, &v, 1, duct__now_ms() + 4 * WAIT_MS) != DUCT_OK)
+      send_fail++;
+  }
+  duct__thread_join(&a.th);
+  assert_int_equal(send_fail, 0);
+  assert_int_equal(a.bad, 0);
+  T->link_close(k);
+  CORE_WAIT(&core, core.closed == 1);
+  T->listener_free(l);
+  assert_int_equal(core.echo_fail, 0);
+  core_free(&core);
+}
+
+typedef struct blocked_arg {
+  duct__link *k;
+  duct__mutex *mu;
+  duct__cond *cv;
+  int started;
+  int sent;       /* blocked_sender: messages that went out */
+  duct_code rc;
+  int64_t took;
+  duct__thread th;
+} blocked_arg;
+
+static void mark_started(blocked_arg *a) {
+  duct__mutex_lock(a->mu);
+  a->started = 1;
+  duct__cond_broadcast(a->cv);
+  duct__mutex_unlock(a->mu);
+}
+
+/* Waits for a message that will never come (the server is silent). */
+static void blocked_receiver(void *p) {
+  blocked_arg *a = p;
+  uint8_t in[64];
+  size_t n = 0;
+  mark_started(a);
+  int64_t t0 = duct__now_ms();
+  a->rc = T->link_recv(a->k, in, sizeof in, &n, t0 + 4 * WAIT_MS);
+  a->took = duct__now_ms() - t0;
+}
+
+/* Sends until the link will not take more (the server holds its read). */
+static void blocked_sender(void *p) {
+  blocked_arg *a = p;
+  uint8_t *buf = calloc(1, MAX_FRAME);
+  int64_t t0 = duct__now_ms();
+  a->rc = buf ? DUCT_OK : DUCT_RESOURCE_EXHAUSTED;
+  while (buf && a->rc == DUCT_OK) {
+    duct__iov v = {buf, MAX_FRAME};
+    a->rc = T->link_send(a->k, &v, 1, duct__now_ms() + 4 * WAIT_MS);
+    if (a->rc == DUCT_OK && ++a->sent == 1)
+      mark_started(a);
+  }
+  a->took = duct__now_ms() - t0;
+  free(buf);
+}
+
+static void wait_started(blocked_arg *a) {
+  int64_t dl = duct__now_ms() + WAIT_MS;
+  duct__mutex_lock(a->mu);
+  while (!a->started && duct__now_ms() < dl)
+    duct__cond_wait(a->cv, a->mu, dl);
+  int ok = a->started;
+  duct__mutex_unlock(a->mu);
+  assert_true(ok);
+}
+
+/* link_shutdown from another thread wakes a receive that nothing else
+ * would end before its (long) deadline, and a send blocked on a full
+ * pipe; both return UNAVAILABLE, and so does everything after. */
+static void test_link_shutdown_wakes(void **state) {
+  (void)state;
+  char addr[64];
+  make_addr(addr, sizeof addr);
+  tcore core;
+  core_init(&core, MODE_HOLD);
+  duct__listen_opts o = default_opts();
+  duct__listener *l = serve(&core, addr, &o);
+  duct__link *k = connect_ok(addr);
+
+  /* The receive. */
+  blocked_arg r;
+  memset(&r, 0, sizeof r);
+  r.k = k;
+  r.mu = &core.mu;
+  r.cv = &core.cv;
+  assert_int_equal(duct__thread_start(&r.th, blocked_receiver, &r), DUCT_OK);
+  wait_started(&r);
+  /* And the send, on a third thread: the server's message() holds its
+   * read, so the pipe fills and the send waits for room. */
+  blocked_arg w;
+  memset(&w, 0, sizeof w);
+  w.k = k;
+  w.mu = &core.mu;
+  w.cv = &core.cv;
+  assert_int_equal(duct__thread_start(&w.th, blocked_sender, &w), DUCT_OK);
+  wait_started(&w);
+  CORE_WAIT(&core, core.msgs == 1); /* the server is holding */
+
+  T->link_shutdown(k);
+  T->link_shutdown(k); /* any number of times */
+  duct__thread_join(&r.th);
+  duct__thread_join(&w.th);
+  assert_int_equal(r.rc, DUCT_UNAVAILABLE);
+  assert_true(r.took < 4 * WAIT_MS - 1000); /* woken, not timed out */
+  assert_int_equal(w.rc, DUCT_UNAVAILABLE);
+  assert_true(w.sent >= 1);
+  assert_true(w.took < 4 * WAIT_MS - 1000);
+
+  uint8_t b = 1, in[16];
+  size_t n = 0;
+  duct__iov v = {&b, 1};
+  assert_int_equal(T->link_send(k, &v, 1, duct__now_ms() + WAIT_MS), DUCT_UNAVAILABLE);
+  assert_int_equal(T->link_recv(k, in, sizeof in, &n, duct__now_ms() + WAIT_MS),
+                   DUCT_UNAVAILABLE);
+  assert_int_equal(T->link_transact(k, &v, 1, in, sizeof in, &n, duct__now_ms() + WAIT_MS),
+                   DUCT_UNAVAILABLE);
+
+  duct__mutex_lock(&core.mu);
+  core.release = 1;
+  duct__cond_broadcast(&core.cv);
+  duct__mutex_unlock(&core.mu);
+  T->link_close(k);
+  CORE_WAIT(&core, core.closed == 1);
+  T->listener_free(l);
+  core_free(&core);
+}
+
 /* ---- stopping ---- */
 
 static void test_stop_accepting(void **state) {
@@ -1342,6 +1527,8 @@ int main(void) {
       cmocka_unit_test(test_run_after_rearm),
       cmocka_unit_test(test_send_from_other_thread),
       cmocka_unit_test(test_drained_on_close),
+      cmocka_unit_test(test_link_recv_while_send),
+      cmocka_unit_test(test_link_shutdown_wakes),
       cmocka_unit_test(test_stop_accepting),
       cmocka_unit_test(test_free_with_live_connections),
       cmocka_unit_test(test_free_unstarted),
