@@ -144,15 +144,16 @@ void duct__conn_ref(duct__conn *c);
 void duct__conn_unref(duct__conn *c);
 
 /* Asks for c to be closed with reason `code` (the first reason stands) and
- * wakes its owner. Any thread, any time before closed() has returned. */
+ * wakes whoever holds its read. Any thread, any time before closed() has
+ * returned, or later while holding a reference (then a no-op). */
 void duct__conn_close(duct__conn *c, duct_code code, const char *detail);
 /* 1 once a close was asked for or the connection ended. */
 int duct__conn_closing(const duct__conn *c);
 
-/* The platform's owner ends c (peer gone, read error, or after a close was
- * asked for): takes it out of the set, reports closed() once with the
- * first reason recorded (`why`/`detail` if none was), drops the set's
- * reference. */
+/* The platform's read side ends c (peer gone, read error, or after a
+ * close was asked for): takes it out of the set, answers a pending
+ * want_drained (drained()), reports closed() once with the first reason
+ * recorded (`why`/`detail` if none was), drops the set's reference. */
 void duct__conn_end(duct__conn *c, duct_code why, const char *detail);
 
 /* Sends one message, from any thread that holds c (a worker in a
