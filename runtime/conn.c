@@ -397,7 +397,8 @@ void duct__conn_send_nowait(duct__conn *c, const duct__iov *iov, int n) {
   duct__mutex_unlock(&c->mu);
   /* Without try_write (Windows) there is no write that does not wait for
    * the pipe to take the buffer, so the goodbye is queued like any send;
-   * the close that follows it still lets it drain (server.c there). */
+   * the close that follows it still lets it drain (runtime/win/server.c,
+   * read_end). */
   if (!io->try_write)
     duct__conn_send(c, iov, n);
 }
