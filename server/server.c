@@ -346,12 +346,20 @@ static int end_locked(duct_ctx *x) {
   if (x->finished)
     return 0;
   x->finished = 1;
-  sconn *sc = x->sc;
-  sc->nopen--;
-  if (sc->c)
-    atomic_fetch_sub(&sc->c->in_call, 1);
+  x->sc->nopen--;
   duct__cond_broadcast(&x->cv);
   return 1;
+}
+
+/* After the end decided by end_locked has been sent: the connection no
+ * longer counts the call. Not before: a stop that saw no call and nothing
+ * queued in between would close the connection under the reply. */
+static void call_gone(duct_ctx *x) {
+  sconn *sc = x->sc;
+  duct__mutex_lock(&sc->mu);
+  if (sc->c)
+    atomic_fetch_sub(&sc->c->in_call, 1);
+  duct__mutex_unlock(&sc->mu);
 }
 
 /* Sends the call's final status: its reply (payload at buf +
@@ -378,8 +386,10 @@ static int call_end(duct_ctx *x, duct_code code, const char *text, uint8_t *payl
   duct__mutex_lock(&x->sc->mu);
   int won = end_locked(x);
   duct__mutex_unlock(&x->sc->mu);
-  if (won)
+  if (won) {
     send_end(x, code, text, payload, len);
+    call_gone(x);
+  }
   return won;
 }
 
@@ -410,6 +420,7 @@ static void call_cancel(duct_ctx *x, enum cancel_why why) {
       send_end(x, DUCT_DEADLINE_EXCEEDED, "the call's deadline passed", NULL, 0);
     else if (why == BY_STOP)
       send_end(x, DUCT_UNAVAILABLE, "the server is stopping", NULL, 0);
+    call_gone(x);
   }
   if (cb)
     cb(x, cu);
@@ -899,6 +910,7 @@ static int on_stream_data(sconn *sc, const duct__msg *m, duct_code rc) {
     if (won) {
       send_end(x, DUCT_RESOURCE_EXHAUSTED,
                "a stream message exceeds the server's maximum message size", NULL, 0);
+      call_gone(x);
       call_unref(x);
     }
     return 0;
