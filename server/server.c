@@ -138,6 +138,8 @@ struct sconn {
   size_t txcap;
   struct duct_ctx *calls;  /* not yet freed, newest first */
   uint32_t nopen;          /* of those, not finished */
+  uint32_t nlive;          /* registered and their end not yet sent */
+  int goaway_sent;         /* the stop's GOAWAY after the last reply */
   struct duct_ctx *runq, *runq_tail; /* unary calls waiting for run() */
   struct duct_ctx *spare;  /* a freed call kept for the next one */
   int closed;
@@ -357,6 +359,7 @@ static int end_locked(duct_ctx *x) {
 static void call_gone(duct_ctx *x) {
   sconn *sc = x->sc;
   duct__mutex_lock(&sc->mu);
+  sc->nlive--;
   if (sc->c)
     atomic_fetch_sub(&sc->c->in_call, 1);
   duct__mutex_unlock(&sc->mu);
@@ -658,8 +661,12 @@ static void end_with_reply(duct_ctx *x, duct_code code) {
 static void goaway_if_last(sconn *sc) {
   if (!atomic_load(&sc->s->stopping))
     return;
+  /* Last means every call's end has been sent, not only decided: a
+   * GOAWAY between a call's end and its reply would reach the client
+   * first. */
   duct__mutex_lock(&sc->mu);
-  int last = sc->nopen == 0;
+  int last = sc->nlive == 0 && !sc->goaway_sent;
+  sc->goaway_sent |= last;
   duct__mutex_unlock(&sc->mu);
   if (last)
     send_text(sc, DUCT__GOAWAY, 0, 0, DUCT_UNAVAILABLE, "the server is stopping");
@@ -845,6 +852,7 @@ static int on_request(sconn *sc, const duct__msg *m, int64_t started, duct_code 
     sc->calls->prev = x;
   sc->calls = x;
   sc->nopen++;
+  sc->nlive++;
   atomic_fetch_add(&sc->c->in_call, 1);
   duct__mutex_unlock(&sc->mu);
   if (atomic_load(&s->stopping)) {

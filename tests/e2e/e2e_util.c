@@ -78,7 +78,11 @@ fixture *e2e_start_probe(const char *address, const char *const *extra, int next
 
 void e2e_stop_probe(fixture *f) {
   Duct__Test__Empty req = DUCT__TEST__EMPTY__INIT, *reply;
-  assert_int_equal(duct_test_probe_shutdown(f->ch, &req, &reply, NULL), DUCT_OK);
+  duct_status st;
+  duct_call_opts o = {.status = &st};
+  duct_code rc = duct_test_probe_shutdown(f->ch, &req, &reply, &o);
+  if (rc != DUCT_OK)
+    fail_msg("Shutdown: %s: %s", duct_code_name(rc), st.message);
   duct__test__empty__free_unpacked(reply, NULL);
   assert_int_equal(test_proc_wait(f->server, 15000), 0);
   duct_channel_close(f->ch);
