@@ -25,6 +25,11 @@
 #define DEFAULT_MAX_CONNECTIONS 1024u
 #define DEFAULT_IDLE_TIMEOUT_MS 10000u
 #define DEFAULT_MAX_CALLS 1024u
+/* The packing buffer kept per connection whatever the messages, and how
+ * many messages in a row may use under a quarter of a larger one before
+ * it is given back. */
+#define TX_KEEP (64u * 1024u)
+#define TX_SLACK 8u
 /* Accepted option ranges (duct/server.h, docs/GUIDE.md). A max_message_size
  * under 1 KiB is refused rather than obeyed: it is nearly always a unit
  * mistake (KiB meant, bytes given), and would make ordinary calls fail
@@ -134,8 +139,9 @@ struct sconn {
   atomic_int refs;    /* the connection's, and one per call */
   duct__mutex mu;     /* calls, runq, spare, each call's state */
   duct__mutex tx_mu;  /* one message at a time goes out, whole */
-  uint8_t *txbuf;     /* under tx_mu: stream messages are packed here */
+  uint8_t *txbuf;     /* under tx_mu: replies and stream messages are packed here */
   size_t txcap;
+  unsigned tx_slack;  /* messages in a row that used < 1/4 of a large txbuf */
   struct duct_ctx *calls;  /* not yet freed, newest first */
   uint32_t nopen;          /* of those, not finished */
   uint32_t nlive;          /* registered and their end not yet sent */
@@ -272,6 +278,32 @@ static int violation(sconn *sc, duct_code code, const char *why) {
   return -1;
 }
 
+/* Under tx_mu: room for a packed message of n bytes after a header in
+ * sc->txbuf. Kept between messages (a steady stream of replies allocates
+ * nothing), and given back after TX_SLACK messages in a row that used
+ * under a quarter of a large one, as the arena does. */
+static uint8_t *tx_room(sconn *sc, size_t n) {
+  size_t need = DUCT__HEADER_SIZE + n;
+  if (sc->txcap > TX_KEEP && need < sc->txcap / 4) {
+    if (++sc->tx_slack >= TX_SLACK) {
+      duct__free(sc->txbuf);
+      sc->txbuf = NULL;
+      sc->txcap = 0;
+      sc->tx_slack = 0;
+    }
+  } else {
+    sc->tx_slack = 0;
+  }
+  if (need > sc->txcap) {
+    uint8_t *nb = duct__realloc(sc->txbuf, need);
+    if (!nb)
+      return NULL;
+    sc->txbuf = nb;
+    sc->txcap = need;
+  }
+  return sc->txbuf;
+}
+
 /* ---- calls ---- */
 
 static duct_ctx *call_new(sconn *sc) {
@@ -356,8 +388,7 @@ static int end_locked(duct_ctx *x) {
 /* After the end decided by end_locked has been sent: the connection no
  * longer counts the call. Not before: a stop that saw no call and nothing
  * queued in between would close the connection under the reply. */
-static void call_gone(duct_ctx *x) {
-  sconn *sc = x->sc;
+static void sc_gone(sconn *sc) {
   duct__mutex_lock(&sc->mu);
   sc->nlive--;
   if (sc->c)
@@ -391,7 +422,7 @@ static int call_end(duct_ctx *x, duct_code code, const char *text, uint8_t *payl
   duct__mutex_unlock(&x->sc->mu);
   if (won) {
     send_end(x, code, text, payload, len);
-    call_gone(x);
+    sc_gone(x->sc);
   }
   return won;
 }
@@ -423,7 +454,7 @@ static void call_cancel(duct_ctx *x, enum cancel_why why) {
       send_end(x, DUCT_DEADLINE_EXCEEDED, "the call's deadline passed", NULL, 0);
     else if (why == BY_STOP)
       send_end(x, DUCT_UNAVAILABLE, "the server is stopping", NULL, 0);
-    call_gone(x);
+    sc_gone(x->sc);
   }
   if (cb)
     cb(x, cu);
@@ -534,15 +565,8 @@ duct_code duct_stream_send(duct_stream *st, const ProtobufCMessage *msg, int tim
 
   duct_code rc = DUCT_OK;
   duct__mutex_lock(&sc->tx_mu);
-  if (DUCT__HEADER_SIZE + len > sc->txcap) {
-    uint8_t *nb = duct__realloc(sc->txbuf, DUCT__HEADER_SIZE + len);
-    if (!nb)
-      rc = DUCT_RESOURCE_EXHAUSTED;
-    else {
-      sc->txbuf = nb;
-      sc->txcap = DUCT__HEADER_SIZE + len;
-    }
-  }
+  if (!tx_room(sc, len))
+    rc = DUCT_RESOURCE_EXHAUSTED;
   if (rc == DUCT_OK) {
     protobuf_c_message_pack(msg, sc->txbuf + DUCT__HEADER_SIZE);
     duct__frame tmpl = {2, DUCT__STREAM_DATA, 0, x->id, 0, 0, 0, 0};
@@ -655,6 +679,41 @@ static void end_with_reply(duct_ctx *x, duct_code code) {
   call_end(x, DUCT_OK, NULL, buf + DUCT__HEADER_SIZE, n);
 }
 
+/* Ends a unary call with its handler's reply and lets go of the call
+ * (the handler's reference) before the reply leaves: the reply is packed
+ * into the connection's buffer, so the call goes back to the spare first
+ * and the client's next call, which may arrive the moment the reply has,
+ * finds it there and allocates nothing. */
+static void send_unary_reply(duct_ctx *x, duct_code code) {
+  sconn *sc = x->sc;
+  size_t n = code == DUCT_OK ? protobuf_c_message_get_packed_size(x->reply) : 0;
+  if (code != DUCT_OK || n > sc->sess.peer_max_message ||
+      n + duct__frag_count(n, sc->sess.peer_max_frame) * DUCT__HEADER_SIZE > sc->s->queue_cap) {
+    end_with_reply(x, code); /* says why, from the call's memory */
+    call_unref(x);
+    return;
+  }
+  duct__mutex_lock(&sc->tx_mu);
+  uint8_t *buf = tx_room(sc, n);
+  if (!buf) {
+    duct__mutex_unlock(&sc->tx_mu);
+    call_end(x, DUCT_RESOURCE_EXHAUSTED, "out of memory for the reply", NULL, 0);
+    call_unref(x);
+    return;
+  }
+  protobuf_c_message_pack(x->reply, buf + DUCT__HEADER_SIZE);
+  duct__frame tmpl = {DUCT__VERSION, DUCT__RESPONSE, 0, x->id, x->e->m->id, DUCT_OK, 0, 0};
+  duct__mutex_lock(&sc->mu);
+  int won = end_locked(x);
+  duct__mutex_unlock(&sc->mu);
+  call_unref(x);
+  if (won) {
+    duct__session_send(&sc->sess, &tmpl, buf + DUCT__HEADER_SIZE, n, sc_send, sc);
+    sc_gone(sc);
+  }
+  duct__mutex_unlock(&sc->tx_mu);
+}
+
 /* After the handler of the connection's last open call during a stop:
  * tell the client why the connection ends so its next call reconnects
  * elsewhere. duct_server_stop closes it once this is written. */
@@ -685,9 +744,8 @@ static void on_run(void *state) {
   if (!x)
     return;
   duct_code code = x->e->m->invoke(x->e->handlers, x, x->req, x->reply);
-  end_with_reply(x, code);
-  sconn_ref(sc);
-  call_unref(x);
+  sconn_ref(sc); /* x's reference may be the last */
+  send_unary_reply(x, code);
   goaway_if_last(sc);
   sconn_unref(sc);
   call_done(s);
@@ -918,7 +976,7 @@ static int on_stream_data(sconn *sc, const duct__msg *m, duct_code rc) {
     if (won) {
       send_end(x, DUCT_RESOURCE_EXHAUSTED,
                "a stream message exceeds the server's maximum message size", NULL, 0);
-      call_gone(x);
+      sc_gone(x->sc);
       call_unref(x);
     }
     return 0;
@@ -1136,12 +1194,12 @@ static void on_closed(void *state, duct_code why, const char *detail) {
   sc->closed = 1;
   duct__mutex_unlock(&sc->mu);
   cancel_calls(sc, NULL, NULL, BY_GONE);
+  duct__mutex_lock(&sc->tx_mu); /* tx_mu before mu, as in send_unary_reply */
   duct__mutex_lock(&sc->mu);
-  duct__mutex_lock(&sc->tx_mu);
   duct__conn *c = sc->c;
   sc->c = NULL;
-  duct__mutex_unlock(&sc->tx_mu);
   duct__mutex_unlock(&sc->mu);
+  duct__mutex_unlock(&sc->tx_mu);
   duct__conn_unref(c);
   duct__session_free(&sc->sess);
   sconn_unref(sc);
