@@ -135,7 +135,15 @@ void duct__conn_end(duct__conn *c, duct_code why, const char *detail) {
   duct_code code = (duct_code)(atomic_load(&c->close_code) - 1);
   char text[sizeof c->close_detail];
   memcpy(text, c->close_detail, sizeof text);
+  /* A want_drained still waiting is answered now: for the core this queue
+   * will never drain (whatever a platform still writes after the end is
+   * not the core's business). From here on close_code is set, so a later
+   * want_drained answers at once. */
+  int drained = c->drain_wanted;
+  c->drain_wanted = 0;
   duct__mutex_unlock(&c->mu);
+  if (drained)
+    s->cb.drained(c->state);
   s->cb.closed(c->state, code, text[0] ? text : NULL);
 
   duct__mutex_lock(&s->mu);
@@ -250,18 +258,29 @@ static duct__qnode *take_node(duct__conn *c, size_t len) {
   return q;
 }
 
-/* Under c->mu: a written node goes to the spares. */
-static void drop_head(duct__conn *c) {
+/* Under c->mu: a written node goes to the spares. Returns 1 when that
+ * emptied the queue and a want_drained was waiting (now taken): the
+ * caller calls drained() once it has let go of c->mu. */
+static int drop_head(duct__conn *c) {
   duct__qnode *q = c->qhead;
+  int drained = 0;
   c->qhead = q->next;
   if (!c->qhead) {
     c->qtail = NULL;
     atomic_store(&c->q_since, 0);
+    drained = c->drain_wanted;
+    c->drain_wanted = 0;
   }
   c->queued -= q->len;
   q->next = c->spare;
   c->spare = q;
   c->spare_bytes += q->cap;
+  return drained;
+}
+
+/* drained(), with no lock held; the caller holds a reference on c. */
+static void call_drained(duct__conn *c) {
+  c->set->cb.drained(c->state);
 }
 
 /* Under c->mu, when a message is about to be queued on an empty queue (a
@@ -349,11 +368,12 @@ duct_code duct__conn_send(duct__conn *c, const duct__iov *iov, int n) {
     c->qhead = q;
   c->qtail = q;
   c->queued += len;
-  if (was_empty) {
+  if (was_empty)
     atomic_store(&c->q_since, duct__now_ms());
-    if (!c->writing)
-      io->want_write(c);
-  }
+  /* Normally a write is owed as soon as the queue is non-empty; if arming
+   * it failed before (out of memory or descriptors), this is the retry. */
+  if (!c->writing)
+    io->want_write(c);
   duct__mutex_unlock(&c->mu);
   return DUCT_OK;
 }
@@ -370,16 +390,42 @@ void duct__conn_send_nowait(duct__conn *c, const duct__iov *iov, int n) {
     }
   }
   duct__mutex_unlock(&c->mu);
-  /* Without try_write (Windows) any thread may queue: the write completes
-   * through the port, whoever owns the read side. */
+  /* Without try_write (Windows) there is no write that does not wait for
+   * the pipe to take the buffer, so the goodbye is queued like any send;
+   * the close that follows it still lets it drain (server.c there). */
   if (!io->try_write)
     duct__conn_send(c, iov, n);
 }
 
+size_t duct__conn_queued(duct__conn *c) {
+  duct__mutex_lock(&c->mu);
+  size_t n = c->queued;
+  duct__mutex_unlock(&c->mu);
+  return n;
+}
+
+void duct__conn_want_drained(duct__conn *c) {
+  if (!c->set->cb.drained)
+    return;
+  duct__mutex_lock(&c->mu);
+  /* Closing: the queue will not be written for the core any more, and
+   * duct__conn_end may already have passed the point where it answers. */
+  int now = !c->qhead || atomic_load(&c->close_code);
+  if (!now)
+    c->drain_wanted = 1;
+  duct__mutex_unlock(&c->mu);
+  if (now)
+    call_drained(c);
+}
+
 int duct__conn_flush(duct__conn *c) {
   const duct__conn_io *io = c->set->io;
+  int drained = 0, rc;
   duct__mutex_lock(&c->mu);
-  while (c->qhead) {
+  c->writing = 0; /* the arming that fired is spent */
+  /* Closing: the socket is shut down (abort), so a write could only fail;
+   * whatever is queued is dropped with the connection. */
+  while (c->qhead && !atomic_load(&c->close_code)) {
     duct__iov v = {qdata(c->qhead), c->qhead->len};
     duct_code err = DUCT_OK;
     int64_t now = duct__now_ms(); /* before the write: see duct__conn_send */
@@ -391,12 +437,19 @@ int duct__conn_flush(duct__conn *c) {
       duct__conn_close(c, err, "write failed");
       return -1;
     }
-    drop_head(c);
+    drained |= drop_head(c);
     atomic_store(&c->last_active, now);
   }
-  int empty = !c->qhead;
+  rc = !c->qhead;
+  /* More than the system would take: watch again. Decided under c->mu,
+   * with c->writing, so a send that queues meanwhile either sees the
+   * watch owed or arms it itself; nothing is ever left unwatched. */
+  if (c->qhead && !atomic_load(&c->close_code))
+    io->want_write(c);
   duct__mutex_unlock(&c->mu);
-  return empty;
+  if (drained)
+    call_drained(c);
+  return rc;
 }
 
 int duct__conn_has_queue(duct__conn *c) {
@@ -414,17 +467,20 @@ const uint8_t *duct__conn_head(duct__conn *c, size_t *len) {
 }
 
 void duct__conn_wrote(duct__conn *c, int ok) {
+  int drained = 0;
   duct__mutex_lock(&c->mu);
   c->writing = 0;
   if (c->qhead) {
     /* last_active was stamped when the message was queued: a completion
      * is seen only after the peer may already have acted on it. */
     if (ok)
-      drop_head(c);
+      drained = drop_head(c);
     if (ok && c->qhead && !atomic_load(&c->close_code))
       c->set->io->want_write(c);
   }
   duct__mutex_unlock(&c->mu);
+  if (drained)
+    call_drained(c);
   if (!ok)
     duct__conn_close(c, DUCT_UNAVAILABLE, "write failed");
 }

@@ -16,13 +16,20 @@
  *    that disconnects peers that stall a message or leave a reply unread;
  *  - the send queue. No send ever waits for a peer: a message that cannot
  *    be written at once is copied to the connection's queue and written as
- *    the peer drains it (EPOLLOUT / an overlapped WriteFile completion). A
- *    queue has a byte cap, and what it holds has one deadline: a peer that
- *    does not take it within the idle timeout is disconnected.
+ *    the peer drains it (a write watch's EPOLLOUT / an overlapped
+ *    WriteFile completion). Any thread may send: the queue is under c->mu,
+ *    and the platform's write side (want_write) is armed independently of
+ *    the read, so nothing depends on who holds the read. A queue has a
+ *    byte cap, and what it holds has one deadline: a peer that does not
+ *    take it within the idle timeout is disconnected. A core can ask to
+ *    hear when the queue is empty again (duct__conn_want_drained), which
+ *    is how a stream waits for a slow reader without holding a thread.
  *
  * Locks: set->mu guards the list and the counts; c->mu guards the queue
  * and the close detail. set->mu may be held while taking c->mu, never the
- * other way round. No lock is held across a call into the core. */
+ * other way round; a platform may take its own locks under c->mu (in
+ * want_write) but never c->mu under them. No lock is held across a call
+ * into the core. */
 #ifndef DUCT_RUNTIME_CONN_H
 #define DUCT_RUNTIME_CONN_H
 
@@ -42,13 +49,17 @@ typedef struct duct__conn_io {
    * block (nothing written), -1 failed (*err says how). May be NULL: every
    * message then goes through the queue and want_write. */
   int (*try_write)(duct__conn *c, const duct__iov *iov, int n, duct_code *err);
-  /* The queue just became non-empty (c->mu held): arrange for
-   * duct__conn_flush (POSIX: watch for writability once the owner
-   * re-arms) or write the queue's head (Windows: an overlapped WriteFile
-   * whose completion calls duct__conn_wrote). */
+  /* Messages are queued and no write is owed (c->mu held, c->writing 0):
+   * set c->writing and arrange for the queue to be written, from any
+   * thread. POSIX: arm the connection's write watch, whose event calls
+   * duct__conn_flush; Windows: an overlapped WriteFile of the queue's
+   * head, whose completion calls duct__conn_wrote. Each arming holds a
+   * reference on c until its event has been handled. On failure c->writing
+   * stays 0 and the message stays queued: the next send tries again, and
+   * the queue's deadline closes a connection nothing can write to. */
   void (*want_write)(duct__conn *c);
-  /* Wakes whoever owns the connection so that it ends it (shutdown(2),
-   * CancelIoEx). Any thread, any number of times. */
+  /* Wakes whoever holds the connection's read so that it ends it
+   * (shutdown(2), CancelIoEx). Any thread, any number of times. */
   void (*abort)(duct__conn *c);
   /* Frees the platform's connection: the last reference is gone. */
   void (*destroy)(duct__conn *c);
@@ -82,7 +93,11 @@ struct duct__conn {
   unsigned spare_slack;     /* bursts in a row that needed under half of it */
   size_t queued;            /* bytes in the queue */
   _Atomic int64_t q_since;  /* when the queue became non-empty; 0 if empty */
-  int writing;              /* the platform is writing the head (Windows) */
+  /* A write is owed: want_write armed the platform's write side (POSIX:
+   * the write watch; Windows: a WriteFile of the head) and its event has
+   * not been handled yet. Only then does the queue drain. */
+  int writing;
+  int drain_wanted;         /* duct__conn_want_drained is waiting */
 };
 
 typedef struct duct__conn_set_opts {
@@ -137,32 +152,49 @@ int duct__conn_closing(const duct__conn *c);
  * reference. */
 void duct__conn_end(duct__conn *c, duct_code why, const char *detail);
 
-/* Sends one message. Written at once when the queue is empty and the
- * system takes it; otherwise copied to the queue. Never waits.
- * DUCT_UNAVAILABLE once c is closing; DUCT_RESOURCE_EXHAUSTED when the
- * queue would pass its cap (c is then closed). On POSIX only the
- * connection's owner (inside message()) may call it: only the owner can
- * re-arm for writability. */
+/* Sends one message, from any thread that holds c (a worker in a
+ * callback, or anyone with a reference). Written at once when the queue
+ * is empty and the system takes it; otherwise copied to the queue and
+ * written as the peer drains it. Never waits. Messages from one thread
+ * leave in the order sent; messages from several threads leave in the
+ * order they took c->mu. DUCT_UNAVAILABLE once c is closing;
+ * DUCT_RESOURCE_EXHAUSTED when the queue would pass its cap (c is then
+ * closed). */
 duct_code duct__conn_send(duct__conn *c, const duct__iov *iov, int n);
-/* Best effort from any thread, for a GOAWAY: written only if the queue is
- * empty and the system takes the message at once; else dropped. */
+/* Best effort from any thread, for a goodbye (GOAWAY) that is followed by
+ * a close: written only if the queue is empty and the system takes the
+ * message at once, else dropped (Windows, which has no write that does
+ * not wait, queues it instead). Never closes c on its own. */
 void duct__conn_send_nowait(duct__conn *c, const duct__iov *iov, int n);
 
-/* POSIX: writes queued messages until the system would block. Returns 1
- * when the queue is empty, 0 when some remain, -1 on a write error (c is
- * closed). Called by the owner when the socket is writable. */
+/* Bytes queued on c now, not yet taken by the system (0 when the queue is
+ * empty). A snapshot: another thread may queue or the peer drain right
+ * after. */
+size_t duct__conn_queued(duct__conn *c);
+/* Asks for one drained(conn_state) (duct__srv_cb) the next time c's queue
+ * becomes empty: at once, from the calling thread before this returns,
+ * when it is empty already or c is closing; else from whichever thread
+ * writes the queue's last message, or from the thread that ends c if
+ * that comes first. Calls made while one is pending share it (one
+ * drained() answers them all). A no-op when the core has no drained. */
+void duct__conn_want_drained(duct__conn *c);
+
+/* POSIX: the write watch armed by want_write fired (c->writing is 1).
+ * Writes queued messages until the system would block; when some remain
+ * and c is open, arms the watch again (io->want_write, which takes its
+ * own reference), else clears c->writing. The caller then drops the
+ * reference of the arming that fired. Returns 1 when the queue is empty,
+ * 0 when some remain, -1 on a write error (c is closed). */
 int duct__conn_flush(duct__conn *c);
 /* 1 if messages are queued (c->mu taken briefly). */
 int duct__conn_has_queue(duct__conn *c);
-/* Windows: the head's write finished (ok) or failed; pops it and, under
- * c->mu, calls io->want_write again when more remain. */
+/* Windows: the head's write finished (ok) or failed; clears c->writing,
+ * pops the head and, under c->mu, calls io->want_write again when more
+ * remain (answers a pending want_drained when none do). */
 void duct__conn_wrote(duct__conn *c, int ok);
 /* The queue's head message, for a platform that writes it itself
  * (want_write, under c->mu). NULL when empty. */
 const uint8_t *duct__conn_head(duct__conn *c, size_t *len);
-
-size_t duct__conn_queued(duct__conn *c);
-void duct__conn_want_drained(duct__conn *c);
 
 /* Every ~100 ms from one transport thread: closes connections whose
  * partial message, HELLO or queued reply passed the idle timeout. */

@@ -13,10 +13,13 @@ const duct__transport_ops duct__platform_transport = {
     .conn_send = duct__conn_send,
     .conn_send_nowait = duct__conn_send_nowait,
     .conn_close = duct__conn_close,
+    .conn_queued = duct__conn_queued,
+    .conn_want_drained = duct__conn_want_drained,
     .link_open = duct__link_open_opts,
     .link_send = duct__link_send,
     .link_recv = duct__link_recv,
     .link_transact = duct__link_transact,
+    .link_shutdown = duct__link_shutdown,
     .link_close = duct__link_close,
     .link_peer_pid = duct__link_peer_pid,
 };

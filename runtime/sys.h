@@ -1,6 +1,7 @@
 /* runtime/sys.h - the few operating-system services the shared code needs
- * (threads, locks, a monotonic clock), implemented once per platform in
- * runtime/posix/sys.c and runtime/win/sys.c. Internal. */
+ * (threads, locks, a monotonic clock, a notifier an application's event
+ * loop can wait on), implemented once per platform in runtime/posix/sys.c
+ * and runtime/win/sys.c. Internal. */
 #ifndef DUCT_RUNTIME_SYS_H
 #define DUCT_RUNTIME_SYS_H
 
@@ -15,6 +16,7 @@
 typedef struct duct__mutex { union { void *p; uint64_t u[8]; } s; } duct__mutex;
 typedef struct duct__cond { union { void *p; uint64_t u[8]; } s; } duct__cond;
 typedef struct duct__thread { union { void *p; uint64_t u; } s; } duct__thread;
+typedef struct duct__notifier { union { void *p; intptr_t i; uint64_t u; } s; } duct__notifier;
 
 void duct__mutex_init(duct__mutex *m);
 void duct__mutex_destroy(duct__mutex *m);
@@ -34,12 +36,34 @@ int duct__cond_wait(duct__cond *c, duct__mutex *m, int64_t deadline_ms);
  * refuses. */
 duct_code duct__thread_start(duct__thread *t, void (*fn)(void *), void *arg);
 void duct__thread_join(duct__thread *t);
+/* Starts fn(arg) on a new thread that nobody joins: its resources are
+ * freed when fn returns. The caller must make sure that whatever fn uses
+ * outlives it (fn signals its own end if anyone needs to know).
+ * DUCT_RESOURCE_EXHAUSTED if the system refuses; fn then never runs. */
 duct_code duct__thread_start_detached(void (*fn)(void *), void *arg);
-typedef struct duct__notifier { union { void *p; uint64_t u[2]; } s; } duct__notifier;
+
+/* A notifier: a flag another thread sets and an application's own event
+ * loop waits on through a system handle (duct/client.h's async calls),
+ * so duct needs no thread of its own in that loop.
+ *   POSIX:   an eventfd (EFD_NONBLOCK | EFD_CLOEXEC), readable while set;
+ *            poll/epoll/select it for reading.
+ *   Windows: a manual-reset event HANDLE, signalled while set; wait on it
+ *            with WaitForMultipleObjects or MsgWaitForMultipleObjects.
+ * set and clear are safe from any thread. To lose no wake-up, the waiting
+ * side clears before it looks at what the notifier announces, and the
+ * setting side sets after it has published it. */
+/* DUCT_RESOURCE_EXHAUSTED (out of descriptors or handles) or
+ * DUCT_UNAVAILABLE when the system refuses; n is then not initialized. */
 duct_code duct__notifier_init(duct__notifier *n);
+/* Closes the handle. n must be initialized and no longer waited on. */
 void duct__notifier_destroy(duct__notifier *n);
+/* Makes n ready (readable / signalled). Idempotent: setting a set
+ * notifier changes nothing, and one clear undoes any number of sets. */
 void duct__notifier_set(duct__notifier *n);
+/* Makes n not ready. Clearing a clear notifier changes nothing. */
 void duct__notifier_clear(duct__notifier *n);
+/* The system handle to wait on: the eventfd's descriptor (POSIX) or the
+ * event HANDLE cast to intptr_t (Windows). Owned by n: do not close it. */
 intptr_t duct__notifier_handle(const duct__notifier *n);
 
 /* Milliseconds on a monotonic clock (arbitrary origin). */

@@ -17,16 +17,33 @@
  * duct__conn (runtime/conn.h), embedded first in the platform's own
  * struct: the lifecycle, the connection set, admission, timeouts and the
  * send queue are shared code; the platform arms reads, completes them,
- * writes and wakes. It delivers each incoming message to the core through
- * duct__srv_cb on a worker thread, one message at a time per connection:
- * the next read is only armed after message() returns (EPOLLONESHOT / one
- * pending ReadFile), so a connection is served by one worker at a time
- * and the core needs no per-connection lock for its receive state. Sends
- * never wait for the peer: what the system does not take at once is
- * queued and written as the peer drains it.
+ * writes and wakes.
  *
- * Client side: a duct__link is one connection, used by one thread at a
- * time (the client core's pool hands links out). */
+ * Reading. The transport delivers each incoming message to the core
+ * through duct__srv_cb on a worker thread, one message at a time per
+ * connection: the next read is only armed after message() returns
+ * (EPOLLONESHOT / one pending ReadFile), so message() is never called
+ * concurrently for one connection and the core needs no per-connection
+ * lock for its receive state. A message that starts work which must not
+ * hold the read (a handler that may run long, while a CANCEL or a
+ * disconnect must still be seen) returns 2 from message(): the transport
+ * re-arms the read first and then calls run() on the same thread, so
+ * further messages of that connection are delivered on other workers
+ * while run() works, and one connection may have several run()s going.
+ *
+ * Writing. Sends never wait for the peer: what the system does not take
+ * at once is queued and written as the peer drains it. Any thread may
+ * send on a connection it holds (a worker inside message() or run(), an
+ * application thread streaming, a stop), on every transport: POSIX
+ * watches for writability on its own epoll registration, independent of
+ * the read (runtime/posix/listener.c), Windows writes through the port.
+ * duct__conn_queued and duct__conn_want_drained let a stream wait for
+ * its peer without blocking a thread (back-pressure).
+ *
+ * Client side: a duct__link is one connection. At most one thread sends
+ * on it and at most one receives at a time, and those two may be
+ * different threads working at once (a channel's reader thread and its
+ * senders); link_shutdown wakes both from any thread. */
 #ifndef DUCT_RUNTIME_TRANSPORT_H
 #define DUCT_RUNTIME_TRANSPORT_H
 
@@ -61,14 +78,36 @@ typedef struct duct__srv_cb {
    * refuse it (the transport closes it; closed() is not called). `peer`
    * is borrowed for the connection's lifetime. */
   void *(*open)(void *core, duct__conn *c, const duct_peer *peer);
-  /* One whole message arrived. `msg` is borrowed for the call. Return 0 to
-   * keep reading, -1 to close the connection, or 1 to keep it but stop
-   * looking for more messages for now: the core has just answered a
-   * request, so the peer is waiting for that reply and nothing else can be
-   * queued yet (the transport re-arms at once instead of spending a read
-   * on an empty socket; anything that does arrive is still delivered).
-   * Never called concurrently for one connection. */
+  /* One whole message arrived. `msg` is borrowed for the call. Never
+   * called concurrently for one connection (but see run()). Returns:
+   *   0  keep reading;
+   *  -1  close the connection;
+   *   1  keep it but stop looking for more messages for now: the core has
+   *      just answered a request, so the peer is waiting for that reply
+   *      and nothing else can be queued yet (the transport re-arms at once
+   *      instead of spending a read on an empty socket; anything that does
+   *      arrive is still delivered);
+   *   2  re-arm this connection's read now, then call run(conn_state)
+   *      once, on this same thread. The transport reads no more messages
+   *      in this batch; it re-arms before calling run(), so other workers
+   *      may deliver further messages (message()) and the end (closed())
+   *      of this connection while run() works. Only with run set. */
   int (*message)(void *conn_state, const uint8_t *msg, size_t len);
+  /* After message() returned 2: exactly once, on the thread that called
+   * that message(), after the read was re-armed (even when re-arming
+   * failed, or the connection ended meanwhile). What holds during run():
+   *  - conn_state is the pointer message() had; the transport does not
+   *    keep it alive. run() may overlap message() and closed() of the same
+   *    connection, and may start after closed() has returned, so a core
+   *    that frees its state in closed() holds a reference of its own
+   *    across run() (taken in message(), before returning 2).
+   *  - The transport touches the duct__conn no more after re-arming: a
+   *    core that sends on it or closes it from run() holds a reference on
+   *    it (duct__conn_ref, runtime/conn.h, taken in message()), dropped
+   *    when done. Such sends are ordinary sends from any thread.
+   *  - The message buffer message() borrowed is gone.
+   *  - The listener stays alive: listener_free waits for every run(). */
+  void (*run)(void *conn_state);
   /* The connection ended (peer closed, error, a close asked for, a
    * timeout, or the listener stopping). The last callback for it:
    * conn_state may be freed and the duct__conn must not be used
@@ -85,7 +124,13 @@ typedef struct duct__srv_cb {
   void (*violation)(void *conn_state, duct_code code, const char *why);
   /* Optional: called about every 100 ms on one transport thread. */
   void (*tick)(void *core);
-  void (*run)(void *conn_state);
+  /* Optional: the answer to conn_want_drained: the connection's send
+   * queue became empty (or the connection ended, so it never will). Any
+   * thread, no duct lock held; may be called from inside
+   * conn_want_drained itself, so the core must not hold a lock there
+   * that drained() takes. It may also overlap or follow closed(): a core
+   * that frees its state in closed() holds a reference of its own for
+   * the drained() it is owed. */
   void (*drained)(void *conn_state);
 } duct__srv_cb;
 
@@ -116,15 +161,24 @@ duct_code duct__listen(const char *address, const duct__listen_opts *o,
 duct_code duct__listener_start(duct__listener *l);
 /* Stops accepting new connections; existing ones keep being served. */
 void duct__listener_stop_accepting(duct__listener *l);
-/* Closes every connection (closed() for each), joins the threads, frees. */
+/* Closes every connection (closed() for each), waits until each one's
+ * memory is freed, joins the threads, frees. So every reference a core
+ * holds on a duct__conn (duct__conn_ref) must be dropped by the time
+ * closed() and any run() of that connection have returned, or soon after
+ * on another thread: listener_free waits for it. */
 void duct__listener_free(duct__listener *l);
 /* Calls fn for every open connection, with a reference held and no lock
  * (runtime/conn.h's duct__conn_set_each). */
 void duct__listener_each(duct__listener *l, void (*fn)(duct__conn *c, void *arg),
                          void *arg);
 
-/* duct__conn_send, duct__conn_send_nowait and duct__conn_close are
- * runtime/conn.h's, shared by every transport. */
+/* duct__conn_send, duct__conn_send_nowait, duct__conn_close,
+ * duct__conn_queued and duct__conn_want_drained are runtime/conn.h's,
+ * shared by every transport, and reached by the cores through the table
+ * (conn_*). A core may also call duct__conn_ref / duct__conn_unref and
+ * read the duct__conn's idle-clock fields directly: every table's
+ * connections are duct__conns set up by duct__conn_init, the test tables'
+ * included. */
 
 /* ---- Client side ---- */
 
@@ -153,21 +207,35 @@ duct_code duct__link_open_opts(const char *address, const duct__link_opts *o,
 /* duct__link_open_opts with the default rule (o = NULL). */
 duct_code duct__link_open(const char *address, int64_t deadline_ms,
                           duct__link **out, duct__err *err);
-/* Sends one message. */
+/* Sends one message. May run while another thread is in duct__link_recv
+ * on the same link; never two sends at once. */
 duct_code duct__link_send(duct__link *l, const duct__iov *iov, int n,
                           int64_t deadline_ms);
 /* Receives one message into buf (cap bytes). DUCT_RESOURCE_EXHAUSTED if
- * the message is larger than cap (the link is then unusable). */
+ * the message is larger than cap (the link is then unusable). May run
+ * while another thread is in duct__link_send; never two receives at
+ * once. */
 duct_code duct__link_recv(duct__link *l, uint8_t *buf, size_t cap,
                           size_t *len, int64_t deadline_ms);
 /* Sends one message and receives the next one: a single
- * TransactNamedPipe on Windows, sendmsg + recvmsg on POSIX. */
+ * TransactNamedPipe on Windows, sendmsg + recvmsg on POSIX. Both a send
+ * and a receive: nobody else may be sending or receiving on l. */
 duct_code duct__link_transact(duct__link *l, const duct__iov *iov, int n,
                               uint8_t *buf, size_t cap, size_t *len,
                               int64_t deadline_ms);
-/* Both link calls above return DUCT_DEADLINE_EXCEEDED when the deadline
+/* The link calls above return DUCT_DEADLINE_EXCEEDED when the deadline
  * passes (the operation is cancelled; the link is then unusable and must
- * be closed), DUCT_UNAVAILABLE when the peer is gone. */
+ * be closed), DUCT_UNAVAILABLE when the peer is gone or the link was shut
+ * down. */
+/* Wakes whoever is blocked in a send, receive or transact on l, which
+ * then returns DUCT_UNAVAILABLE; every later one fails the same way.
+ * Any thread, any number of times, until duct__link_close. POSIX:
+ * shutdown(SHUT_RDWR), and the peer sees the connection end at once;
+ * Windows: a flag and CancelIoEx of the handle's I/O, and the peer sees
+ * the end when link_close closes the handle. */
+void duct__link_shutdown(duct__link *l);
+/* Frees l. Nobody may be using it any more: after a link_shutdown, wait
+ * for the other threads to return first. */
 void duct__link_close(duct__link *l);
 /* The server process's id as the system reports it (0 if unknown). */
 uint32_t duct__link_peer_pid(const duct__link *l);
@@ -194,6 +262,8 @@ typedef struct duct__transport_ops {
   duct_code (*conn_send)(duct__conn *c, const duct__iov *iov, int n);
   void (*conn_send_nowait)(duct__conn *c, const duct__iov *iov, int n);
   void (*conn_close)(duct__conn *c, duct_code why, const char *detail);
+  size_t (*conn_queued)(duct__conn *c);
+  void (*conn_want_drained)(duct__conn *c);
   duct_code (*link_open)(const char *address, const duct__link_opts *o,
                          int64_t deadline_ms, duct__link **out,
                          duct__err *err);
@@ -204,9 +274,9 @@ typedef struct duct__transport_ops {
   duct_code (*link_transact)(duct__link *l, const duct__iov *iov, int n,
                              uint8_t *buf, size_t cap, size_t *len,
                              int64_t deadline_ms);
+  void (*link_shutdown)(duct__link *l);
   void (*link_close)(duct__link *l);
   uint32_t (*link_peer_pid)(const duct__link *l);
-  void (*link_shutdown)(duct__link *l);
 } duct__transport_ops;
 
 /* This system's transport: the table of runtime/platform.c over

@@ -141,6 +141,7 @@ struct sconn {
   struct duct_ctx *runq, *runq_tail; /* unary calls waiting for run() */
   struct duct_ctx *spare;  /* a freed call kept for the next one */
   int closed;
+  int drain_pending;    /* conn_want_drained asked; on_drained owed */
   sconn *snext, *sprev; /* s->conns */
 };
 
@@ -469,7 +470,7 @@ void duct_stream_on_writable(duct_stream *st, duct_stream_cb cb, void *user) {
  * what one slow reader may make the server hold. */
 static int may_send(duct_ctx *x) {
   sconn *sc = x->sc;
-  return x->tx.avail > 0 && (!sc->c || duct__conn_queued(sc->c) < sc->s->queue_cap / 2);
+  return x->tx.avail > 0 && (!sc->c || sc->s->t->conn_queued(sc->c) < sc->s->queue_cap / 2);
 }
 
 duct_code duct_stream_send(duct_stream *st, const ProtobufCMessage *msg, int timeout_ms) {
@@ -494,8 +495,20 @@ duct_code duct_stream_send(duct_stream *st, const ProtobufCMessage *msg, int tim
     }
     if (may_send(x))
       break;
-    if (x->tx.avail > 0 && sc->c)
-      duct__conn_want_drained(sc->c); /* the queue, not the client's window */
+    if (x->tx.avail > 0 && sc->c && !sc->drain_pending) {
+      /* The connection's queue, not the client's window, is full: ask to
+       * hear when it empties (on_drained). drained() may run inside the
+       * request, so no lock of ours is held across it. */
+      duct__conn *c = sc->c;
+      sc->drain_pending = 1;
+      sconn_ref(sc); /* on_drained's */
+      duct__conn_ref(c);
+      duct__mutex_unlock(&sc->mu);
+      sc->s->t->conn_want_drained(c);
+      duct__conn_unref(c);
+      duct__mutex_lock(&sc->mu);
+      continue;
+    }
     if (timeout_ms == 0 ||
         (duct__cond_wait(&x->cv, &sc->mu, until) && until >= 0 && duct__now_ms() >= until)) {
       duct__mutex_unlock(&sc->mu);
@@ -1131,6 +1144,7 @@ static void on_drained(void *state) {
   void *users[64];
   size_t n = 0;
   duct__mutex_lock(&sc->mu);
+  sc->drain_pending = 0;
   for (duct_ctx *x = sc->calls; x; x = x->next) {
     duct__cond_broadcast(&x->cv);
     if (n < 64 && x->on_writable && may_send(x)) {
@@ -1146,6 +1160,7 @@ static void on_drained(void *state) {
     cbs[i]((duct_stream *)(void *)batch[i], users[i]);
     call_unref(batch[i]);
   }
+  sconn_unref(sc); /* the reference taken when it was asked for */
 }
 
 /* Every connection, each with a reference, for a walk without s->mu. */

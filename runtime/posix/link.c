@@ -1,11 +1,22 @@
 /* The client side of the POSIX transport: one connected AF_UNIX
- * SOCK_SEQPACKET socket per duct__link, used by one thread at a time.
+ * SOCK_SEQPACKET socket per duct__link. One thread may send while
+ * another receives (a channel's reader thread and its senders): a socket
+ * is full duplex, sendmsg and recvmsg on one descriptor from two threads
+ * are independent, and what the two share here (broken, shut) is atomic.
  *
  * Every send and every receive with a deadline is non-blocking
  * (MSG_DONTWAIT) and waits in a poll() bounded by the call's deadline, so
  * a deadline holds even against a server that stops reading or never
  * answers. After a deadline or a too-large message the
  * link is marked broken (transport.h: the link is then unusable).
+ *
+ * duct__link_shutdown is shutdown(SHUT_RDWR): a recvmsg blocked without a
+ * deadline returns 0 (end of file), a poll for either direction returns
+ * POLLHUP, and the sendmsg that follows fails with EPIPE, so whoever is
+ * blocked returns at once, with DUCT_UNAVAILABLE (shut is checked before
+ * any other reading of a failure). The descriptor stays open until
+ * duct__link_close, so its number cannot be reused under a thread still
+ * inside a call.
  *
  * A new link checks who serves the address before it is handed out
  * (check_server): the same user, root, or the user the channel options
@@ -14,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,8 +43,17 @@
 struct duct__link {
   int fd;
   uint32_t peer_pid;
-  int broken;
+  /* Unusable (a deadline passed, a message was too large, the peer left):
+   * set by the sending or the receiving thread, seen by both. */
+  atomic_int broken;
+  atomic_int shut; /* duct__link_shutdown was called */
 };
+
+/* What a failed call returns: after a shutdown, always UNAVAILABLE,
+ * whatever the system said (EPIPE, end of file, a poll that ended). */
+static duct_code failed(duct__link *l, duct_code rc) {
+  return atomic_load(&l->shut) ? DUCT_UNAVAILABLE : rc;
+}
 
 static void sleep_ms(int ms) {
   struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
@@ -211,7 +232,7 @@ static int wait_fd(int fd, short events, int64_t deadline_ms) {
 duct_code duct__link_send(duct__link *l, const duct__iov *iov, int n,
                           int64_t deadline_ms) {
   struct iovec v[8];
-  if (l->broken)
+  if (atomic_load(&l->broken) || atomic_load(&l->shut))
     return DUCT_UNAVAILABLE;
   if (n < 0 || n > 8)
     return DUCT_INVALID_ARGUMENT;
@@ -243,18 +264,18 @@ duct_code duct__link_send(duct__link *l, const duct__iov *iov, int n,
     if (e == EAGAIN || e == EWOULDBLOCK) {
       if (wait_fd(l->fd, POLLOUT, deadline_ms))
         continue;
-      l->broken = 1;
-      return DUCT_DEADLINE_EXCEEDED;
+      atomic_store(&l->broken, 1);
+      return failed(l, DUCT_DEADLINE_EXCEEDED);
     }
     if (e != EMSGSIZE)
-      l->broken = 1;
-    return duct__posix_code(e);
+      atomic_store(&l->broken, 1);
+    return failed(l, duct__posix_code(e));
   }
 }
 
 duct_code duct__link_recv(duct__link *l, uint8_t *buf, size_t cap,
                           size_t *len, int64_t deadline_ms) {
-  if (l->broken)
+  if (atomic_load(&l->broken) || atomic_load(&l->shut))
     return DUCT_UNAVAILABLE;
   for (;;) {
     struct iovec v = {.iov_base = buf, .iov_len = cap};
@@ -265,21 +286,22 @@ duct_code duct__link_recv(duct__link *l, uint8_t *buf, size_t cap,
     /* MSG_TRUNC: the return value is the message's full length, so a
      * message longer than cap is detected, never silently cut. */
     /* Without a deadline, block in recvmsg itself (one system call);
-     * with one, poll bounds the wait below. */
+     * with one, poll bounds the wait below. Either way a shutdown ends
+     * the wait (end of file). */
     int wait = deadline_ms < 0 ? 0 : MSG_DONTWAIT;
     ssize_t r = recvmsg(l->fd, &m, MSG_TRUNC | wait | MSG_CMSG_CLOEXEC);
     if (r > 0) {
       if ((size_t)r > cap || (m.msg_flags & MSG_TRUNC)) {
-        l->broken = 1; /* the rest of that message is gone */
+        atomic_store(&l->broken, 1); /* the rest of that message is gone */
         return DUCT_RESOURCE_EXHAUSTED;
       }
       *len = (size_t)r;
       return DUCT_OK;
     }
     if (r == 0) {
-      /* End of file: the server closed (duct never sends an empty
-       * message, which would read the same). */
-      l->broken = 1;
+      /* End of file: the server closed, or we shut the link down (duct
+       * never sends an empty message, which would read the same). */
+      atomic_store(&l->broken, 1);
       return DUCT_UNAVAILABLE;
     }
     int e = errno;
@@ -288,11 +310,11 @@ duct_code duct__link_recv(duct__link *l, uint8_t *buf, size_t cap,
     if (e == EAGAIN || e == EWOULDBLOCK) {
       if (wait_fd(l->fd, POLLIN, deadline_ms))
         continue;
-      l->broken = 1;
-      return DUCT_DEADLINE_EXCEEDED;
+      atomic_store(&l->broken, 1);
+      return failed(l, DUCT_DEADLINE_EXCEEDED);
     }
-    l->broken = 1;
-    return duct__posix_code(e);
+    atomic_store(&l->broken, 1);
+    return failed(l, duct__posix_code(e));
   }
 }
 
@@ -305,10 +327,16 @@ duct_code duct__link_transact(duct__link *l, const duct__iov *iov, int n,
   /* The reply is rarely there yet: with a deadline, wait first rather
    * than spend a recvmsg on EAGAIN; without one, recvmsg blocks. */
   if (deadline_ms >= 0 && !wait_fd(l->fd, POLLIN, deadline_ms)) {
-    l->broken = 1;
-    return DUCT_DEADLINE_EXCEEDED;
+    atomic_store(&l->broken, 1);
+    return failed(l, DUCT_DEADLINE_EXCEEDED);
   }
   return duct__link_recv(l, buf, cap, len, deadline_ms);
+}
+
+void duct__link_shutdown(duct__link *l) {
+  /* The flag first, so a thread woken by the shutdown reads it. */
+  atomic_store(&l->shut, 1);
+  shutdown(l->fd, SHUT_RDWR);
 }
 
 void duct__link_close(duct__link *l) {

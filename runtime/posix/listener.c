@@ -6,8 +6,12 @@
  * Threading. Every fd in the epoll set except the wake eventfd is armed
  * with EPOLLONESHOT, so an event is handed to exactly one worker and the
  * fd stays disarmed until that worker re-arms it with EPOLL_CTL_MOD:
- *   - a connection is re-armed only after message() returns, so one
- *     connection is served by one worker at a time (transport.h);
+ *   - a connection's read is re-armed only after message() returns, so
+ *     message() is never called concurrently for one connection
+ *     (transport.h). When message() returns 2 the read is re-armed before
+ *     run() is called on the same worker, so the next messages (a CANCEL,
+ *     another call) and the end of the connection are seen by other
+ *     workers while run() works;
  *   - the timerfd is re-armed only after the tick, so there is exactly
  *     one tick at a time, from whichever worker is free;
  *   - the listening socket is re-armed right after one accept4, so
@@ -15,21 +19,48 @@
  * The wake eventfd is level-triggered and never read: once written (by
  * duct__listener_free) every worker sees it on its next epoll_wait.
  *
- * Writing. A message is written with one non-blocking sendmsg; when the
- * socket's buffer is full (a peer that reads slowly) it is queued
- * (conn.c) and the owner re-arms for EPOLLOUT as well as EPOLLIN, so
- * whichever worker gets the connection next writes what the peer has
- * room for. Only the owner queues, so the re-arm that follows message()
- * always sees the queue it must watch for. No worker ever waits for a
- * peer.
+ * Writing, from any thread. A message is written with one non-blocking
+ * sendmsg, under the connection's queue lock (c->mu), by whichever thread
+ * sends it; when the socket's buffer is full (a peer that reads slowly)
+ * it is queued (conn.c), and the queue is written by a write watch that
+ * is armed independently of the read. epoll keys a registration by (open
+ * file, fd number), so a dup() of the socket gets a registration of its
+ * own in the same set: the read side is the socket's fd with EPOLLIN, the
+ * write watch is the dup with EPOLLOUT, each EPOLLONESHOT, each with its
+ * own event data (SRC_CONN, SRC_CONN_WRITE), and arming one never arms
+ * the other. The dup is made the first time a message must be queued, so
+ * a connection whose replies always fit the socket buffer costs one
+ * descriptor, not two. Arming the watch (pc_want_write, under c->mu,
+ * whenever the queue holds messages and no watch is armed: c->writing)
+ * takes a reference on the connection; the worker that gets the watch's
+ * event writes what the socket takes (duct__conn_flush, under c->mu),
+ * arms it again (a new reference) while messages remain, and drops the
+ * reference of the arming that fired. Only that event's handler drops
+ * it, never anyone else: an armed watch can fire at any moment. It does
+ * fire: after shutdown(SHUT_RDWR) the socket reports EPOLLHUP to every
+ * registration, armed or armed later.
+ *
+ * Why this and not the alternatives: one registration with EPOLLIN |
+ * EPOLLOUT can only be changed by whoever holds the disarmed fd (the
+ * worker reading); a thread that re-armed it to add EPOLLOUT while a
+ * worker is in message() would hand the read to a second worker. Waking
+ * the reading worker instead (an eventfd, a flag seen on the next re-arm)
+ * ties a stream's progress to a worker that may be in a long run() or
+ * idle in a read that never comes. A writer thread per listener would
+ * serialize every slow peer behind one thread. The dup costs one
+ * descriptor per connection that ever queued, and nothing else.
  *
  * Closing. duct__conn_close (any thread) records the reason and calls
  * shutdown(SHUT_RDWR). The kernel then reports EPOLLIN|EPOLLHUP for the
- * fd: at once if it is armed, or on re-arm if a worker holds it
- * (EPOLL_CTL_MOD re-checks readiness). The worker that gets the event
- * ends the connection (conn.c reports closed() once). The fd is closed
- * only when the last reference goes, so its number cannot be reused by a
- * new connection under someone still holding the old one. */
+ * socket: at once if the read is armed, or on re-arm if a worker holds it
+ * (EPOLL_CTL_MOD re-checks readiness). The worker that gets the read
+ * event ends the connection (conn.c reports closed() once); the write
+ * watch never ends a connection, it only closes it (a failed write) and
+ * lets the read side end it. The descriptors are closed only when the
+ * last reference goes, so their numbers cannot be reused by a new
+ * connection under someone still holding the old one, and
+ * listener_free waits for that (live pconns, nlive) before it stops the
+ * workers: an armed watch's event still needs a worker. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stddef.h>
@@ -42,6 +73,7 @@
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "posix.h"
@@ -57,13 +89,17 @@
 /* What an epoll event's data.ptr points at: every source starts with (or,
  * for a connection, holds) its kind, so the worker can tell them apart
  * without a lookup. */
-enum src_kind { SRC_LISTEN = 1, SRC_WAKE, SRC_TIMER, SRC_CONN };
+enum src_kind { SRC_LISTEN = 1, SRC_WAKE, SRC_TIMER, SRC_CONN, SRC_CONN_WRITE };
 
 typedef struct pconn {
   duct__conn base; /* first: conn.c's view of it */
-  enum src_kind kind; /* SRC_CONN; the epoll data points here */
+  enum src_kind kind; /* SRC_CONN; the read side's epoll data points here */
+  enum src_kind wkind; /* SRC_CONN_WRITE; the write watch's points here */
   duct__listener *l;
   int fd;
+  /* The write watch's descriptor, a dup of fd; -1 until a message was
+   * first queued. Under base.mu (pc_want_write) until destroy. */
+  int wfd;
   /* Held around each EPOLL_CTL_ADD/MOD that arms the fd, and taken (and
    * dropped) by the worker that receives the next event before it
    * touches the connection. The kernel already orders the two (the event
@@ -103,6 +139,14 @@ struct duct__listener {
 
   worker *w;
   int nstarted;
+
+  /* pconns not yet freed. Not the set's count: a connection leaves the
+   * set when it ends, but lives on while its write watch or the core
+   * holds a reference, and the workers must still be there for the
+   * watch's event. */
+  duct__mutex live_mu;
+  duct__cond live_cv; /* nlive reached 0 */
+  uint32_t nlive;
 };
 
 /* ---- connections: what conn.c asks of this platform ---- */
@@ -147,9 +191,36 @@ static int pc_try_write(duct__conn *c, const duct__iov *iov, int n, duct_code *e
   }
 }
 
-/* Only the owner queues (conn.h), and it re-arms for EPOLLOUT after
- * message() when the queue is not empty: nothing to do now. */
-static void pc_want_write(duct__conn *c) { (void)c; }
+/* The queue holds messages and no watch is armed (c->mu held, from any
+ * thread): arm the write watch, making its descriptor the first time.
+ * c->mu is what hands the connection over to the worker that gets the
+ * watch's event (duct__conn_flush takes it first), so arm_mu is not
+ * needed here. On failure the message stays queued (conn.h). */
+static void pc_want_write(duct__conn *c) {
+  pconn *pc = pc_of(c);
+  int op = EPOLL_CTL_MOD;
+  if (pc->wfd < 0) {
+    /* A new descriptor for the same open socket: its own registration. */
+    pc->wfd = fcntl(pc->fd, F_DUPFD_CLOEXEC, 0);
+    if (pc->wfd < 0)
+      return; /* EMFILE: the next send retries, the deadline ends it */
+    op = EPOLL_CTL_ADD;
+  }
+  struct epoll_event ev = {.events = EPOLLOUT | EPOLLONESHOT,
+                           .data.ptr = &pc->wkind};
+  c->writing = 1;
+  /* The armed watch's reference, dropped by its event's handler. */
+  duct__conn_ref(c);
+  if (epoll_ctl(pc->l->epfd, op, pc->wfd, &ev) == 0)
+    return;
+  c->writing = 0;
+  /* Never the last reference: whoever sends holds one too. */
+  atomic_fetch_sub(&c->refs, 1);
+  if (op == EPOLL_CTL_ADD) {
+    close(pc->wfd);
+    pc->wfd = -1;
+  }
+}
 
 /* shutdown on an AF_UNIX socket marks both directions shut, which the
  * kernel reports as EPOLLIN|EPOLLRDHUP|EPOLLHUP to whoever waits. */
@@ -157,9 +228,23 @@ static void pc_abort(duct__conn *c) { shutdown(pc_of(c)->fd, SHUT_RDWR); }
 
 static void pc_destroy(duct__conn *c) {
   pconn *pc = pc_of(c);
+  duct__listener *l = pc->l;
+  if (pc->wfd >= 0) {
+    /* The watch is disarmed (its last event was handled: that handler
+     * held the reference that just went). Take the registration out by
+     * hand: it belongs to (socket, wfd), and epoll drops a registration
+     * by itself only when the open socket goes, not when one of its two
+     * descriptors is closed. */
+    epoll_ctl(l->epfd, EPOLL_CTL_DEL, pc->wfd, NULL);
+    close(pc->wfd);
+  }
   close(pc->fd);
   duct__mutex_destroy(&pc->arm_mu);
   duct__free(pc);
+  duct__mutex_lock(&l->live_mu);
+  if (--l->nlive == 0)
+    duct__cond_broadcast(&l->live_cv);
+  duct__mutex_unlock(&l->live_mu);
 }
 
 static const duct__conn_io pconn_io = {pc_try_write, pc_want_write, pc_abort,
@@ -173,15 +258,13 @@ static void conn_finish(pconn *pc, duct_code why, const char *detail) {
   duct__conn_end(&pc->base, why, detail);
 }
 
-/* Arms pc for its next event (op: EPOLL_CTL_ADD or MOD): readable always,
- * writable too while messages are queued. On success the connection may
- * be in another worker's hands before this returns; on failure it is
- * still ours and is finished here. */
+/* Arms pc's read for its next event (op: EPOLL_CTL_ADD or MOD). Writing
+ * has its own watch (pc_want_write). On success the connection may be in
+ * another worker's hands before this returns; on failure it is still
+ * ours and is finished here. */
 static void conn_arm(pconn *pc, int op) {
   struct epoll_event ev;
   ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
-  if (duct__conn_has_queue(&pc->base))
-    ev.events |= EPOLLOUT;
   ev.data.ptr = &pc->kind;
   duct__mutex_lock(&pc->arm_mu);
   int rc = epoll_ctl(pc->l->epfd, op, pc->fd, &ev);
@@ -195,17 +278,14 @@ static void conn_arm(pconn *pc, int op) {
   }
 }
 
-/* One event for pc: writes what the peer has room for, then reads up to
- * READ_BUDGET messages and hands each to message(). */
-static void conn_event(worker *w, pconn *pc, uint32_t events) {
+/* One read event for pc: reads up to READ_BUDGET messages and hands each
+ * to message(). */
+static void conn_event(worker *w, pconn *pc) {
   duct__listener *l = w->l;
+  int run = 0; /* message() returned 2: run() after re-arming */
   /* Wait out the arming thread's epoll_ctl (see arm_mu). */
   duct__mutex_lock(&pc->arm_mu);
   duct__mutex_unlock(&pc->arm_mu);
-  if ((events & EPOLLOUT) && duct__conn_flush(&pc->base) < 0) {
-    conn_finish(pc, DUCT_UNAVAILABLE, "write failed");
-    return;
-  }
   for (int budget = READ_BUDGET; budget > 0; budget--) {
     if (duct__conn_closing(&pc->base)) {
       conn_finish(pc, DUCT_CANCELLED, NULL);
@@ -258,10 +338,33 @@ static void conn_event(worker *w, pconn *pc, uint32_t events) {
                   "the server closed the connection after a message");
       return;
     }
+    if (r == 2) {
+      run = 1;
+      break;
+    }
     if (r > 0)
       break; /* a reply went out: the next recvmsg would be EAGAIN */
   }
+  if (!run) {
+    conn_arm(pc, EPOLL_CTL_MOD);
+    return;
+  }
+  /* Read before re-arming: from then on the connection may be ended and
+   * freed by another worker, and only what the core keeps alive may be
+   * used (transport.h, run()). The listener outlives every worker. */
+  void *state = pc->base.state;
   conn_arm(pc, EPOLL_CTL_MOD);
+  l->set.cb.run(state);
+}
+
+/* The write watch's event: write what the socket takes, watch again while
+ * messages remain (duct__conn_flush), then drop the reference of the
+ * arming that fired. A failed write closes the connection (shutdown),
+ * and its read side ends it; a connection that is closing gets no more
+ * writes, and this is then the watch's last event. */
+static void conn_write_event(pconn *pc) {
+  duct__conn_flush(&pc->base);
+  duct__conn_unref(&pc->base);
 }
 
 /* ---- accepting ---- */
@@ -304,9 +407,14 @@ static void listener_readable(worker *w) {
   }
   duct__conn_init(&pc->base, &l->set);
   pc->kind = SRC_CONN;
+  pc->wkind = SRC_CONN_WRITE;
   pc->l = l;
   pc->fd = fd;
+  pc->wfd = -1;
   duct__mutex_init(&pc->arm_mu);
+  duct__mutex_lock(&l->live_mu);
+  l->nlive++; /* from here on pc_destroy frees it */
+  duct__mutex_unlock(&l->live_mu);
   /* SO_PEERCRED is the peer's credentials at connect() time, which is
    * what a socket's authorization should be based on. */
   duct_peer *p = &pc->base.peer;
@@ -370,7 +478,10 @@ static void worker_main(void *arg) {
       listener_readable(w);
       break;
     case SRC_CONN:
-      conn_event(w, (pconn *)(void *)((char *)k - offsetof(pconn, kind)), ev.events);
+      conn_event(w, (pconn *)(void *)((char *)k - offsetof(pconn, kind)));
+      break;
+    case SRC_CONN_WRITE:
+      conn_write_event((pconn *)(void *)((char *)k - offsetof(pconn, wkind)));
       break;
     }
   }
@@ -454,6 +565,8 @@ duct_code duct__listen(const char *address, const duct__listen_opts *o,
   l->sockbuf = duct__posix_sockbuf(o->max_frame);
   duct__mutex_init(&l->accept_mu);
   duct__mutex_init(&l->tick_mu);
+  duct__mutex_init(&l->live_mu);
+  duct__cond_init(&l->live_cv);
 
   duct_code rc = duct__posix_resolve(address, l->path, dir, &is_name, err);
   if (rc == DUCT_OK)
@@ -581,6 +694,14 @@ void duct__listener_free(duct__listener *l) {
   /* The workers end each connection (closed() for each) and this waits
    * for the last; without workers there can be none (only they accept). */
   duct__conn_set_close_all(&l->set, l->nstarted > 0);
+  /* Then until every pconn is freed: a write watch armed when its
+   * connection was shut down still fires (EPOLLHUP) and must find a
+   * worker to drop its reference, and a core's own references (run(),
+   * a stream) go when it is done with them. */
+  duct__mutex_lock(&l->live_mu);
+  while (l->nlive > 0)
+    duct__cond_wait(&l->live_cv, &l->live_mu, -1);
+  duct__mutex_unlock(&l->live_mu);
 
   if (l->nstarted > 0) {
     uint64_t one = 1;
@@ -603,5 +724,7 @@ void duct__listener_free(duct__listener *l) {
   duct__conn_set_destroy(&l->set);
   duct__mutex_destroy(&l->accept_mu);
   duct__mutex_destroy(&l->tick_mu);
+  duct__cond_destroy(&l->live_cv);
+  duct__mutex_destroy(&l->live_mu);
   duct__free(l);
 }

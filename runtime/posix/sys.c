@@ -1,12 +1,15 @@
-/* runtime/sys.h on POSIX: pthreads, CLOCK_MONOTONIC, sysconf. */
+/* runtime/sys.h on POSIX: pthreads, CLOCK_MONOTONIC, sysconf, and an
+ * eventfd as the notifier. */
 #define _GNU_SOURCE
 #include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "posix.h"
 #include "sys.h"
 #include "runtime/alloc.h"
 
@@ -104,6 +107,67 @@ duct_code duct__thread_start(duct__thread *t, void (*fn)(void *), void *arg) {
 }
 
 void duct__thread_join(duct__thread *t) { pthread_join(*TH(t), NULL); }
+
+duct_code duct__thread_start_detached(void (*fn)(void *), void *arg) {
+  start_rec *r = duct__malloc(sizeof *r);
+  if (!r)
+    return DUCT_RESOURCE_EXHAUSTED;
+  r->fn = fn;
+  r->arg = arg;
+  /* Detached from birth (an attribute, not pthread_detach afterwards), so
+   * there is no moment at which a thread that already finished would
+   * linger as a zombie waiting for a join. */
+  pthread_attr_t a;
+  pthread_t t;
+  if (pthread_attr_init(&a) != 0) {
+    duct__free(r);
+    return DUCT_RESOURCE_EXHAUSTED;
+  }
+  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+  int rc = pthread_create(&t, &a, trampoline, r);
+  pthread_attr_destroy(&a);
+  if (rc != 0) {
+    duct__free(r);
+    return DUCT_RESOURCE_EXHAUSTED;
+  }
+  return DUCT_OK;
+}
+
+/* ---- the notifier: an eventfd, readable while its counter is not 0 ---- */
+
+duct_code duct__notifier_init(duct__notifier *n) {
+  int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) {
+    duct_code rc = duct__posix_code(errno); /* EMFILE: RESOURCE_EXHAUSTED */
+    return rc == DUCT_RESOURCE_EXHAUSTED ? rc : DUCT_UNAVAILABLE;
+  }
+  n->s.i = fd;
+  return DUCT_OK;
+}
+
+void duct__notifier_destroy(duct__notifier *n) {
+  close((int)n->s.i);
+  n->s.i = -1;
+}
+
+void duct__notifier_set(duct__notifier *n) {
+  uint64_t one = 1;
+  /* Adds 1 to the counter. It cannot overflow in practice (EAGAIN only
+   * at 2^64 - 1 sets without a clear), and a set notifier stays set
+   * whatever the count: repeated sets are harmless. */
+  while (write((int)n->s.i, &one, sizeof one) < 0 && errno == EINTR)
+    ;
+}
+
+void duct__notifier_clear(duct__notifier *n) {
+  uint64_t v;
+  /* Without EFD_SEMAPHORE one read takes the whole counter back to 0;
+   * EAGAIN means it was 0 already. */
+  while (read((int)n->s.i, &v, sizeof v) < 0 && errno == EINTR)
+    ;
+}
+
+intptr_t duct__notifier_handle(const duct__notifier *n) { return n->s.i; }
 
 int64_t duct__now_ms(void) {
   struct timespec ts;

@@ -1,13 +1,26 @@
 /* runtime/win/client.c - the client side of the Windows transport: one
  * duct__link is one overlapped handle to a pipe instance, in message read
- * mode, used by one thread at a time.
+ * mode. One thread may send while another receives (a channel's reader
+ * thread and its senders): overlapped I/O lets a ReadFile and a WriteFile
+ * be pending on one handle at once, and each direction has its own event
+ * (rev, wev), so neither waits on, or resets, the other's.
  *
- * Every operation is overlapped and waited for on the link's own event
+ * Every operation is overlapped and waited for on its direction's event
  * with the caller's deadline; on the deadline the operation is cancelled
  * with CancelIoEx and the cancellation itself is waited for (the
  * OVERLAPPED lives on the caller's stack, and the system writes to it
  * until the operation has really ended). A link handle is never
  * associated with a completion port, so no packets are involved.
+ *
+ * duct__link_shutdown sets `shut` and cancels every operation pending on
+ * the handle (CancelIoEx with no OVERLAPPED: all of them, whichever
+ * thread issued them). The waiting thread sees its operation end with
+ * ERROR_OPERATION_ABORTED, still waits for that end as for a deadline's
+ * cancel, and returns DUCT_UNAVAILABLE. A thread that issues its
+ * operation just after the shutdown's CancelIoEx looked finds `shut` set
+ * when it checks right after issuing, and cancels its own. The handle is
+ * closed only by duct__link_close, so the pipe end (and the server's view
+ * of the connection) stays until then.
  *
  * A unary call is one TransactNamedPipe: it writes the request and reads
  * the reply in one system call (one kernel transition instead of two, and
@@ -17,6 +30,7 @@
  * sent on its own, such as GOAWAY) or a read is pending; the link then
  * falls back to WriteFile + ReadFile, which delivers that earlier message
  * first, exactly as sendmsg + recvmsg do on POSIX. */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,11 +47,14 @@
 
 struct duct__link {
   HANDLE pipe;
-  HANDLE ev; /* manual reset: the system resets it when an I/O starts */
-  uint8_t *wbuf;
+  /* Manual reset; the system resets one when an I/O using it starts. rev
+   * is for reads and transactions (the receiving side), wev for writes. */
+  HANDLE rev, wev;
+  uint8_t *wbuf; /* the senders' gather buffer */
   size_t wcap;
   uint32_t server_pid;
-  int broken; /* a message was too large: the pipe is out of step */
+  atomic_int broken; /* a message was too large: the pipe is out of step */
+  atomic_int shut;   /* duct__link_shutdown was called */
 };
 
 static DWORD ms_until(int64_t deadline_ms) {
@@ -142,8 +159,9 @@ duct_code duct__link_open_opts(const char *address, const duct__link_opts *o,
     duct__link_close(l);
     return rc;
   }
-  l->ev = CreateEventW(NULL, TRUE, FALSE, NULL);
-  if (l->ev == NULL) {
+  l->rev = CreateEventW(NULL, TRUE, FALSE, NULL);
+  l->wev = CreateEventW(NULL, TRUE, FALSE, NULL);
+  if (l->rev == NULL || l->wev == NULL) {
     rc = duct__win_fail(err, GetLastError(), "CreateEvent");
     duct__link_close(l);
     return rc;
@@ -165,17 +183,20 @@ void duct__link_close(duct__link *l) {
     return;
   if (l->pipe != NULL)
     CloseHandle(l->pipe);
-  if (l->ev != NULL)
-    CloseHandle(l->ev);
+  if (l->rev != NULL)
+    CloseHandle(l->rev);
+  if (l->wev != NULL)
+    CloseHandle(l->wev);
   duct__free(l->wbuf);
   duct__free(l);
 }
 
 uint32_t duct__link_peer_pid(const duct__link *l) { return l->server_pid; }
 
-/* Finishes an overlapped call that returned `ok`: waits up to the deadline,
- * cancels on expiry. Returns the Win32 result (0, ERROR_MORE_DATA, ...);
- * *timed_out says the deadline cancelled it. */
+/* Finishes an overlapped call that returned `ok`, whose OVERLAPPED
+ * signals ov->hEvent: waits up to the deadline, cancels on expiry.
+ * Returns the Win32 result (0, ERROR_MORE_DATA, ...); *timed_out says the
+ * deadline cancelled it. */
 static DWORD finish(duct__link *l, OVERLAPPED *ov, BOOL ok, int64_t deadline_ms,
                     DWORD *n, int *timed_out) {
   DWORD e = ok ? 0 : GetLastError();
@@ -183,10 +204,14 @@ static DWORD finish(duct__link *l, OVERLAPPED *ov, BOOL ok, int64_t deadline_ms,
   *timed_out = 0;
   if (!ok && e != ERROR_IO_PENDING && e != ERROR_MORE_DATA)
     return e; /* failed before it started: the OVERLAPPED is untouched */
-  if (e == ERROR_IO_PENDING &&
-      WaitForSingleObject(l->ev, ms_until(deadline_ms)) == WAIT_TIMEOUT) {
+  /* A shutdown whose CancelIoEx ran before this operation was issued did
+   * not reach it: cancel it ourselves (see the top of the file). */
+  if (e == ERROR_IO_PENDING && atomic_load(&l->shut))
     CancelIoEx(l->pipe, ov);
-    WaitForSingleObject(l->ev, INFINITE);
+  if (e == ERROR_IO_PENDING &&
+      WaitForSingleObject(ov->hEvent, ms_until(deadline_ms)) == WAIT_TIMEOUT) {
+    CancelIoEx(l->pipe, ov);
+    WaitForSingleObject(ov->hEvent, INFINITE);
     *timed_out = 1;
   }
   if (GetOverlappedResult(l->pipe, ov, n, FALSE)) {
@@ -200,15 +225,25 @@ static DWORD finish(duct__link *l, OVERLAPPED *ov, BOOL ok, int64_t deadline_ms,
 }
 
 static duct_code result(duct__link *l, DWORD e, int timed_out) {
+  /* Shut down: whatever ended the operation (our cancel, the deadline's,
+   * a peer that left meanwhile), the answer is the one transport.h
+   * gives for a link that was shut. */
+  if (atomic_load(&l->shut))
+    return DUCT_UNAVAILABLE;
   if (timed_out)
     return DUCT_DEADLINE_EXCEEDED;
   if (e == ERROR_MORE_DATA) {
     /* The rest of the message is still in the pipe; the next read would
      * return it as if it were a message. The link is out of step. */
-    l->broken = 1;
+    atomic_store(&l->broken, 1);
     return DUCT_RESOURCE_EXHAUSTED;
   }
   return duct__win_code(e);
+}
+
+/* A call may start: not broken, not shut down. */
+static int usable(duct__link *l) {
+  return !atomic_load(&l->broken) && !atomic_load(&l->shut);
 }
 
 /* One contiguous buffer for the message (WriteFile and TransactNamedPipe
@@ -246,7 +281,7 @@ static duct_code write_msg(duct__link *l, const void *data, DWORD len,
                            int64_t deadline_ms) {
   OVERLAPPED ov;
   memset(&ov, 0, sizeof ov);
-  ov.hEvent = l->ev;
+  ov.hEvent = l->wev;
   DWORD n;
   int timed_out;
   BOOL ok = WriteFile(l->pipe, data, len, NULL, &ov);
@@ -258,7 +293,7 @@ static duct_code write_msg(duct__link *l, const void *data, DWORD len,
 
 duct_code duct__link_send(duct__link *l, const duct__iov *iov, int n,
                           int64_t deadline_ms) {
-  if (l->broken)
+  if (!usable(l))
     return DUCT_UNAVAILABLE;
   const void *data;
   DWORD len;
@@ -271,11 +306,11 @@ duct_code duct__link_send(duct__link *l, const duct__iov *iov, int n,
 duct_code duct__link_recv(duct__link *l, uint8_t *buf, size_t cap,
                           size_t *len, int64_t deadline_ms) {
   *len = 0;
-  if (l->broken)
+  if (!usable(l))
     return DUCT_UNAVAILABLE;
   OVERLAPPED ov;
   memset(&ov, 0, sizeof ov);
-  ov.hEvent = l->ev;
+  ov.hEvent = l->rev;
   DWORD n;
   int timed_out;
   DWORD want = cap > MAXDWORD ? MAXDWORD : (DWORD)cap;
@@ -291,16 +326,18 @@ duct_code duct__link_transact(duct__link *l, const duct__iov *iov, int n,
                               uint8_t *buf, size_t cap, size_t *len,
                               int64_t deadline_ms) {
   *len = 0;
-  if (l->broken)
+  if (!usable(l))
     return DUCT_UNAVAILABLE;
   const void *data;
   DWORD wlen;
   duct_code rc = gather(l, iov, n, &data, &wlen);
   if (rc != DUCT_OK)
     return rc;
+  /* A transaction is both directions, but its caller is the only one
+   * using the link (transport.h): the receiving side's event. */
   OVERLAPPED ov;
   memset(&ov, 0, sizeof ov);
-  ov.hEvent = l->ev;
+  ov.hEvent = l->rev;
   DWORD got = 0;
   DWORD want = cap > MAXDWORD ? MAXDWORD : (DWORD)cap;
   BOOL ok = TransactNamedPipe(l->pipe, (void *)data, wlen, buf, want, &got, &ov);
@@ -318,4 +355,13 @@ duct_code duct__link_transact(duct__link *l, const duct__iov *iov, int n,
     return result(l, e, timed_out);
   *len = got;
   return DUCT_OK;
+}
+
+void duct__link_shutdown(duct__link *l) {
+  /* The flag first: a thread that issues its operation after the cancel
+   * below has looked sees it (finish) and cancels its own. */
+  atomic_store(&l->shut, 1);
+  /* No OVERLAPPED: every operation pending on the handle, from any
+   * thread of this process. ERROR_NOT_FOUND (nothing pending) is fine. */
+  CancelIoEx(l->pipe, NULL);
 }

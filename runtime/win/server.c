@@ -24,8 +24,11 @@
  * tick()), so timeouts never wait behind a long handler.
  *
  * Reads. Each connection has at most one ReadFile outstanding, and the
- * next one is only issued after message() has returned, so a connection
- * is served by one worker at a time. The first read of a message uses a
+ * next one is only issued after message() has returned, so message() is
+ * never called concurrently for one connection. When message() returns 2
+ * the next ReadFile is issued before run() is called on the same worker,
+ * so further messages and the end of the connection reach other workers
+ * while run() works. The first read of a message uses a
  * small buffer (4 KiB, or max_frame if smaller): idle connections cost
  * little memory. A message that does not fit fails the read with
  * ERROR_MORE_DATA, having delivered the part that fit; the rest is still
@@ -34,7 +37,11 @@
  * more, the core is told (violation()) and the connection is closed with
  * DUCT_RESOURCE_EXHAUSTED: never truncated, never delivered in part.
  *
- * Writes go through the port and never wait. An overlapped WriteFile
+ * Writes go through the port, never wait, and may be started from any
+ * thread: want_write runs under the queue's lock (c->mu) and c->writing
+ * says whether the one WriteFile per connection is in flight, so whoever
+ * queues (a worker, a handler in run(), an application's stream) starts
+ * the write when none is, and nothing depends on who holds the read. An overlapped WriteFile
  * reads its buffer until it completes, which may be long after the sender
  * has returned (a client that does not read), so there is no "write it
  * now from the caller's memory" here (try_write is NULL): every message is
@@ -499,13 +506,24 @@ static void on_read(wconn *w, DWORD n, DWORD e) {
   atomic_store(&c->last_active, duct__now_ms());
   /* 1 (a reply went out) changes nothing here: one ReadFile is pending
    * per connection either way. */
-  if (l->set.cb.message(c->state, w->buf, len) < 0) {
+  int r = l->set.cb.message(c->state, w->buf, len);
+  if (r < 0) {
     read_end(w, DUCT_CANCELLED,
              "the server closed the connection after a message");
     return;
   }
   shrink_idle(w);
+  if (r != 2) {
+    post_read(w);
+    return;
+  }
+  /* 2: the next ReadFile first, then run() here. Once it is issued its
+   * packet may reach another worker, which may deliver the next message
+   * or end the connection and free w: read what run() needs before, and
+   * touch w no more after (transport.h). */
+  void *state = c->state;
   post_read(w);
+  l->set.cb.run(state);
 }
 
 /* The packet of the write wc_want_write started: pop the head (conn.c

@@ -1,6 +1,6 @@
 /* runtime/win/sys.c - runtime/sys.h on Win32: SRW locks and condition
  * variables (Vista+), _beginthreadex threads, the performance counter as
- * the monotonic clock. mingw-w64's win32 thread model has no pthreads, and
+ * the monotonic clock, a manual-reset event as the notifier. mingw-w64's win32 thread model has no pthreads, and
  * duct does not want them anyway. */
 #include <assert.h>
 #include <process.h>
@@ -16,6 +16,8 @@ static_assert(sizeof(CONDITION_VARIABLE) <= sizeof(duct__cond),
               "CONDITION_VARIABLE must fit duct__cond");
 static_assert(sizeof(HANDLE) <= sizeof(duct__thread),
               "a thread HANDLE must fit duct__thread");
+static_assert(sizeof(HANDLE) <= sizeof(intptr_t),
+              "an event HANDLE must fit duct__notifier");
 
 #define SRW(m) ((SRWLOCK *)(void *)&(m)->s)
 #define CV(c) ((CONDITION_VARIABLE *)(void *)&(c)->s)
@@ -82,6 +84,48 @@ void duct__thread_join(duct__thread *t) {
   CloseHandle(h);
   t->s.p = NULL;
 }
+
+duct_code duct__thread_start_detached(void (*fn)(void *), void *arg) {
+  thread_start *ts = duct__malloc(sizeof *ts);
+  if (ts == NULL)
+    return DUCT_RESOURCE_EXHAUSTED;
+  ts->fn = fn;
+  ts->arg = arg;
+  uintptr_t h = _beginthreadex(NULL, 0, thread_main, ts, 0, NULL);
+  if (h == 0) {
+    duct__free(ts);
+    return DUCT_RESOURCE_EXHAUSTED;
+  }
+  /* Closing the handle does not stop the thread; the system frees the
+   * thread object when both the handle is closed and the thread has
+   * returned (_endthreadex, implied by returning from thread_main). */
+  CloseHandle((HANDLE)h);
+  return DUCT_OK;
+}
+
+/* ---- the notifier: a manual-reset event, signalled while set ---- */
+
+duct_code duct__notifier_init(duct__notifier *n) {
+  /* Manual reset: it stays signalled for every wait until cleared, as the
+   * eventfd stays readable on POSIX; an auto-reset event would be
+   * cleared by whichever wait saw it first. */
+  HANDLE h = CreateEventW(NULL, TRUE, FALSE, NULL);
+  if (h == NULL) {
+    duct_code rc = duct__win_code(GetLastError()); /* out of memory: EXHAUSTED */
+    return rc == DUCT_RESOURCE_EXHAUSTED ? rc : DUCT_UNAVAILABLE;
+  }
+  n->s.i = (intptr_t)h;
+  return DUCT_OK;
+}
+
+void duct__notifier_destroy(duct__notifier *n) {
+  CloseHandle((HANDLE)n->s.i);
+  n->s.i = 0;
+}
+
+void duct__notifier_set(duct__notifier *n) { SetEvent((HANDLE)n->s.i); }
+void duct__notifier_clear(duct__notifier *n) { ResetEvent((HANDLE)n->s.i); }
+intptr_t duct__notifier_handle(const duct__notifier *n) { return n->s.i; }
 
 int64_t duct__now_ms(void) {
   /* The performance counter is monotonic and far finer than

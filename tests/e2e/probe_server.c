@@ -351,10 +351,10 @@ static int run_stream_client(const char *address) {
   r.count = 1000000000;
   r.size = 1024;
   r.timeout_ms = 0;
-  duct_test_probe_subscribe_stream *sub;
-  duct_test_probe_range_stream *range;
-  if (duct_test_probe_subscribe(ch, &e, NULL, &sub) != DUCT_OK ||
-      duct_test_probe_range(ch, &r, NULL, &range) != DUCT_OK)
+  duct_test_probe_subscribe_stream *s1;
+  duct_test_probe_range_stream *s2;
+  if (duct_test_probe_subscribe(ch, &e, NULL, &s1) != DUCT_OK ||
+      duct_test_probe_range(ch, &r, NULL, &s2) != DUCT_OK)
     return 3;
   duct__mutex_lock(&mu);
   for (;;)

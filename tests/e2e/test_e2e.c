@@ -350,7 +350,7 @@ static void test_hello_version_mismatch(void **state) {
   assert_int_equal(duct__link_open(f->address, duct__now_ms() + 10000, &l, &err), DUCT_OK);
   uint8_t msg[DUCT__HELLO_MSG_SIZE], buf[DUCT__DEFAULT_MAX_FRAME];
   duct__frame hf = {DUCT__VERSION, DUCT__HELLO, 0, 0, 0, 0, 0, DUCT__HELLO_SIZE};
-  duct__hello h = {2, 3, DUCT__DEFAULT_MAX_FRAME, DUCT__DEFAULT_MAX_MESSAGE};
+  duct__hello h = {3, 4, DUCT__DEFAULT_MAX_FRAME, DUCT__DEFAULT_MAX_MESSAGE};
   duct__frame_encode(&hf, msg);
   duct__hello_encode(&h, msg + DUCT__HEADER_SIZE);
   duct__iov iov = {msg, sizeof msg};
@@ -363,7 +363,7 @@ static void test_hello_version_mismatch(void **state) {
   assert_int_equal(fr.type, DUCT__GOAWAY);
   assert_int_equal(fr.status, DUCT_FAILED_PRECONDITION);
   buf[len < sizeof buf ? len : sizeof buf - 1] = 0;
-  assert_non_null(strstr((const char *)buf + DUCT__HEADER_SIZE, "2..3"));
+  assert_non_null(strstr((const char *)buf + DUCT__HEADER_SIZE, "3..4"));
   duct__link_close(l);
   e2e_echo_ok(f->ch);
   e2e_stop_probe(f);

@@ -21,6 +21,7 @@
 #endif
 
 #include "e2e_util.h"
+#include "sysinfo.h"
 #include "runtime/sys.h"
 #include "runtime/wire.h"
 
@@ -304,7 +305,7 @@ typedef struct done_box {
   duct__cond cv;
   int n;
   duct_code code;
-  char message[256];
+  char message[DUCT_STATUS_MESSAGE_MAX + 1];
   uint32_t bad; /* replies that did not match their request */
 } done_box;
 

@@ -16,6 +16,8 @@
  * client link_recv:  fail = the link breaks; truncate = the message arrives
  *                    cut in half; stall = nothing arrives before the
  *                    deadline.
+ *                    A stall ends early, with UNAVAILABLE, when the link
+ *                    is shut down (link_shutdown's contract).
  * client transact:   two events: the request (as link_send) and the reply
  *                    (as link_recv; a failed or stalled reply is decided
  *                    after the real reply came, so the server has done its
@@ -60,7 +62,23 @@ static struct {
   long server_open;   /* opened and not yet closed */
   int stalled_forever; /* a stall met an op with no deadline */
   struct shim *shims;  /* one per live listener */
+  struct shut_link *shut; /* links shut down and not yet closed */
 } fx;
+
+/* A link that was shut down: a stall on it must end (the real link needs
+ * no record; its own calls see the shutdown). */
+typedef struct shut_link {
+  duct__link *l;
+  struct shut_link *next;
+} shut_link;
+
+/* Under fx.mu. */
+static int is_shut(const duct__link *l) {
+  for (shut_link *p = fx.shut; p; p = p->next)
+    if (p->l == l)
+      return 1;
+  return 0;
+}
 
 void fault_transport_init(void) {
   duct__mutex_init(&fx.mu);
@@ -152,18 +170,20 @@ int fault_wait_server_sends(long sends, long errors, int timeout_ms) {
 }
 
 /* A peer that stops answering: nothing completes until the deadline, which
- * the wait sleeps towards on a condition variable (woken only to re-check
- * the clock), then the contract's DEADLINE_EXCEEDED. */
-static duct_code stall_until(int64_t deadline_ms) {
+ * the wait sleeps towards on a condition variable (woken to re-check the
+ * clock and whether l was shut down), then the contract's
+ * DEADLINE_EXCEEDED; UNAVAILABLE if l is shut down first. */
+static duct_code stall_until(duct__link *l, int64_t deadline_ms) {
   duct__mutex_lock(&fx.mu);
-  if (deadline_ms < 0) {
+  if (deadline_ms < 0 && !is_shut(l)) {
     fx.stalled_forever = 1; /* a bounded wait, then the test fails */
     deadline_ms = duct__now_ms() + 20000;
   }
-  while (duct__now_ms() < deadline_ms)
+  while (!is_shut(l) && duct__now_ms() < deadline_ms)
     duct__cond_wait(&fx.cv, &fx.mu, deadline_ms);
+  duct_code rc = is_shut(l) ? DUCT_UNAVAILABLE : DUCT_DEADLINE_EXCEEDED;
   duct__mutex_unlock(&fx.mu);
-  return DUCT_DEADLINE_EXCEEDED;
+  return rc;
 }
 
 /* The first half of a message, as pieces: a message that arrives shorter
@@ -198,12 +218,20 @@ typedef struct shim {
   const duct__srv_cb *to; /* the core's */
   void *core;
   duct__listener *l;
+  struct wconn *conns;    /* every wrapper made, freed with the shim */
   struct shim *next;
 } shim;
 
+/* A wrapper lives as long as its listener, not only until closed(): run()
+ * and drained() may come after closed(), and a core holding the
+ * connection may still ask conn_want_drained, whose answer the real table
+ * delivers through the wrapper (transport.h). listener_free returns only
+ * once every connection is freed and every callback has returned, so the
+ * shim frees its wrappers then. */
 typedef struct wconn {
   shim *sh;
   void *state; /* the core's, from its open() */
+  struct wconn *next; /* the shim's, under fx.mu */
 } wconn;
 
 static void *w_open(void *core, duct__conn *c, const duct_peer *peer) {
@@ -219,6 +247,8 @@ static void *w_open(void *core, duct__conn *c, const duct_peer *peer) {
   }
   duct__mutex_lock(&fx.mu);
   fx.server_open++;
+  w->next = sh->conns;
+  sh->conns = w;
   duct__mutex_unlock(&fx.mu);
   return w;
 }
@@ -228,10 +258,19 @@ static int w_message(void *state, const uint8_t *msg, size_t len) {
   return w->sh->to->message(w->state, msg, len);
 }
 
+static void w_run(void *state) {
+  wconn *w = state;
+  w->sh->to->run(w->state);
+}
+
+static void w_drained(void *state) {
+  wconn *w = state;
+  w->sh->to->drained(w->state);
+}
+
 static void w_closed(void *state, duct_code why, const char *detail) {
   wconn *w = state;
   w->sh->to->closed(w->state, why, detail);
-  free(w);
   duct__mutex_lock(&fx.mu);
   fx.server_open--;
   if (why != DUCT_OK)
@@ -270,6 +309,8 @@ static duct_code f_listen(const char *address, const duct__listen_opts *o,
   sh->cb.evict = cb->evict ? w_evict : NULL;
   sh->cb.violation = cb->violation ? w_violation : NULL;
   sh->cb.tick = cb->tick ? w_tick : NULL;
+  sh->cb.run = cb->run ? w_run : NULL;
+  sh->cb.drained = cb->drained ? w_drained : NULL;
   duct_code rc = REAL->listen(address, o, &sh->cb, sh, out, err);
   if (rc != DUCT_OK) {
     free(sh);
@@ -287,8 +328,9 @@ static duct_code f_listener_start(duct__listener *l) { return REAL->listener_sta
 
 static void f_listener_stop_accepting(duct__listener *l) { REAL->listener_stop_accepting(l); }
 
-/* Every closed() has been reported when the real one returns; then the
- * shim goes. */
+/* Every closed(), run() and drained() has returned when the real one
+ * returns, and every connection is freed; then the shim and its wrappers
+ * go. */
 static void f_listener_free(duct__listener *l) {
   REAL->listener_free(l);
   duct__mutex_lock(&fx.mu);
@@ -299,6 +341,13 @@ static void f_listener_free(duct__listener *l) {
   if (sh)
     *p = sh->next;
   duct__mutex_unlock(&fx.mu);
+  if (sh) {
+    while (sh->conns) {
+      wconn *w = sh->conns;
+      sh->conns = w->next;
+      free(w);
+    }
+  }
   free(sh);
 }
 
@@ -336,6 +385,11 @@ static void f_conn_close(duct__conn *c, duct_code why, const char *detail) {
   REAL->conn_close(c, why, detail);
 }
 
+static size_t f_conn_queued(duct__conn *c) { return REAL->conn_queued(c); }
+
+/* The answer comes back through w_drained. */
+static void f_conn_want_drained(duct__conn *c) { REAL->conn_want_drained(c); }
+
 /* ---- client side ---- */
 
 static duct_code f_link_open(const char *address, const duct__link_opts *o, int64_t deadline_ms,
@@ -348,7 +402,7 @@ static duct_code client_send(duct__link *l, const duct__iov *iov, int n, int64_t
   duct__iov cut[2];
   switch (k) {
   case FAULT_FAIL: return DUCT_UNAVAILABLE;
-  case FAULT_STALL: return stall_until(deadline_ms);
+  case FAULT_STALL: return stall_until(l, deadline_ms);
   case FAULT_TRUNCATE:
     return REAL->link_send(l, cut, truncate_iov(iov, n, cut), deadline_ms);
   default: return REAL->link_send(l, iov, n, deadline_ms);
@@ -365,7 +419,7 @@ static duct_code f_link_recv(duct__link *l, uint8_t *buf, size_t cap, size_t *le
   if (k == FAULT_FAIL)
     return DUCT_UNAVAILABLE;
   if (k == FAULT_STALL)
-    return stall_until(deadline_ms);
+    return stall_until(l, deadline_ms);
   duct_code rc = REAL->link_recv(l, buf, cap, len, deadline_ms);
   if (rc == DUCT_OK && k == FAULT_TRUNCATE)
     *len /= 2;
@@ -389,13 +443,38 @@ static duct_code f_link_transact(duct__link *l, const duct__iov *iov, int n, uin
   if (k2 == FAULT_FAIL)
     return DUCT_UNAVAILABLE; /* the reply came, then the link broke */
   if (k2 == FAULT_STALL)
-    return stall_until(deadline_ms);
+    return stall_until(l, deadline_ms);
   if (k2 == FAULT_TRUNCATE)
     *len /= 2;
   return DUCT_OK;
 }
 
-static void f_link_close(duct__link *l) { REAL->link_close(l); }
+static void f_link_shutdown(duct__link *l) {
+  duct__mutex_lock(&fx.mu);
+  shut_link *p = is_shut(l) ? NULL : malloc(sizeof *p);
+  if (p) {
+    p->l = l;
+    p->next = fx.shut;
+    fx.shut = p;
+  }
+  duct__cond_broadcast(&fx.cv); /* a stall on l ends */
+  duct__mutex_unlock(&fx.mu);
+  REAL->link_shutdown(l);
+}
+
+static void f_link_close(duct__link *l) {
+  /* Forgotten before the real close: the address may be reused. */
+  duct__mutex_lock(&fx.mu);
+  shut_link **pp = &fx.shut;
+  while (*pp && (*pp)->l != l)
+    pp = &(*pp)->next;
+  shut_link *p = *pp;
+  if (p)
+    *pp = p->next;
+  duct__mutex_unlock(&fx.mu);
+  free(p);
+  REAL->link_close(l);
+}
 
 static uint32_t f_link_peer_pid(const duct__link *l) { return REAL->link_peer_pid(l); }
 
@@ -409,10 +488,13 @@ const duct__transport_ops fault_transport = {
     .conn_send = f_conn_send,
     .conn_send_nowait = f_conn_send_nowait,
     .conn_close = f_conn_close,
+    .conn_queued = f_conn_queued,
+    .conn_want_drained = f_conn_want_drained,
     .link_open = f_link_open,
     .link_send = f_link_send,
     .link_recv = f_link_recv,
     .link_transact = f_link_transact,
+    .link_shutdown = f_link_shutdown,
     .link_close = f_link_close,
     .link_peer_pid = f_link_peer_pid,
 };

@@ -57,14 +57,24 @@ size_t fake_split(const uint8_t *data, size_t size, const uint8_t **msgs, size_t
 
 /* ---- server side ---- */
 
+/* The server core uses the shared connection directly (its idle-clock
+ * fields, duct__conn_ref / unref: transport.h), so a fake connection is
+ * a real duct__conn of a real set, embedded first as the platforms' are.
+ * Nothing is ever queued on it (every send is "written" at once), so
+ * conn.c's queue functions answer for an empty queue: conn_queued is 0,
+ * and conn_want_drained calls drained() at once, from the caller. */
+static void fk_want_write(duct__conn *c) { (void)c; }
+static void fk_abort(duct__conn *c) { (void)c; }
+/* The harness frees its connections itself (fake_conn_free). */
+static void fk_destroy(duct__conn *c) { (void)c; }
+static const duct__conn_io fake_io = {NULL, fk_want_write, fk_abort, fk_destroy};
+
 struct duct__listener {
   const duct__srv_cb *cb;
   void *core;
+  duct__conn_set set;
 };
 
-/* The server core reads the shared connection's fields (in_call,
- * partial_since, q_since: runtime/conn.h), so a fake connection embeds the
- * real struct first, as the platforms' do, zeroed: no set, no queue. */
 typedef struct fake_conn {
   duct__conn base;
   int closed;
@@ -79,9 +89,12 @@ const duct__srv_cb *fake_srv_callbacks(void) { return the_listener ? the_listene
 void *fake_srv_core(void) { return the_listener ? the_listener->core : NULL; }
 
 duct__conn *fake_conn_new(void) {
+  if (!the_listener)
+    return NULL;
   fake_conn *f = calloc(1, sizeof *f);
   if (!f)
     return NULL;
+  duct__conn_init(&f->base, &the_listener->set); /* refs 1: the harness's */
   f->next = live_conns;
   live_conns = f;
   return &f->base;
@@ -95,6 +108,7 @@ void fake_conn_free(duct__conn *c) {
     p = &(*p)->next;
   if (*p)
     *p = (*p)->next;
+  duct__mutex_destroy(&c->mu);
   free(c);
 }
 
@@ -109,6 +123,8 @@ static duct_code f_listen(const char *address, const duct__listen_opts *o,
     return DUCT_RESOURCE_EXHAUSTED;
   l->cb = cb;
   l->core = core;
+  duct__conn_set_opts so = {0, 0, (size_t)1 << 30};
+  duct__conn_set_init(&l->set, &fake_io, cb, core, &so);
   the_listener = l;
   *out = l;
   return DUCT_OK;
@@ -125,6 +141,7 @@ static void f_listener_stop_accepting(duct__listener *l) { (void)l; }
 static void f_listener_free(duct__listener *l) {
   if (l == the_listener)
     the_listener = NULL;
+  duct__conn_set_destroy(&l->set);
   free(l);
 }
 
@@ -145,10 +162,14 @@ static void f_conn_send_nowait(duct__conn *c, const duct__iov *iov, int n) {
 }
 
 static void f_conn_close(duct__conn *c, duct_code why, const char *detail) {
-  (void)why;
-  (void)detail;
   ((fake_conn *)c)->closed = 1;
+  duct__conn_close(c, why, detail); /* the reason, for duct__conn_closing */
 }
+
+static size_t f_conn_queued(duct__conn *c) { return duct__conn_queued(c); }
+
+/* Needs c->state: the harness sets it to what open() returned. */
+static void f_conn_want_drained(duct__conn *c) { duct__conn_want_drained(c); }
 
 /* ---- client side ---- */
 
@@ -212,6 +233,9 @@ static duct_code f_link_transact(duct__link *l, const duct__iov *iov, int n, uin
   return rc != DUCT_OK ? rc : f_link_recv(l, buf, cap, len, deadline_ms);
 }
 
+/* One thread per fuzz run: nobody is blocked to wake; later calls fail. */
+static void f_link_shutdown(duct__link *l) { l->broken = 1; }
+
 static void f_link_close(duct__link *l) { free(l); }
 
 static uint32_t f_link_peer_pid(const duct__link *l) {
@@ -229,10 +253,13 @@ const duct__transport_ops fake_transport = {
     .conn_send = f_conn_send,
     .conn_send_nowait = f_conn_send_nowait,
     .conn_close = f_conn_close,
+    .conn_queued = f_conn_queued,
+    .conn_want_drained = f_conn_want_drained,
     .link_open = f_link_open,
     .link_send = f_link_send,
     .link_recv = f_link_recv,
     .link_transact = f_link_transact,
+    .link_shutdown = f_link_shutdown,
     .link_close = f_link_close,
     .link_peer_pid = f_link_peer_pid,
 };

@@ -15,13 +15,19 @@
 /* The fake's table; its functions are not reachable otherwise. */
 extern const duct__transport_ops fake_transport;
 
-/* ---- server side: the harness plays the transport's event loop ---- */
+/* ---- server side: the harness plays the transport's event loop ----
+ *
+ * It honours the callbacks' contract (transport.h) on one thread: after a
+ * message() that returned 2 it calls run() before the next message. */
 
 /* The callbacks and core the server registered through the table's
  * listen (NULL before). */
 const duct__srv_cb *fake_srv_callbacks(void);
 void *fake_srv_core(void);
-/* A fresh connection object for cb->open(). */
+/* A fresh connection object for cb->open() (a real duct__conn of the
+ * listener's set, runtime/conn.h). After open(), the harness sets
+ * c->state to what it returned, as a transport's admission does, so
+ * conn_want_drained can call drained(). */
 duct__conn *fake_conn_new(void);
 /* Whether the core asked to close it (the table's conn_close). */
 int fake_conn_closed(const duct__conn *c);

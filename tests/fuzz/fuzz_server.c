@@ -16,6 +16,7 @@
 
 #include "fake_transport.h"
 #include "probe.duct.h"
+#include "runtime/conn.h"
 #include "server/internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -112,6 +113,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   void *state = cb->open(core, c, &peer);
   if (!state)
     abort();
+  c->state = state; /* as admission does: conn_want_drained needs it */
   for (size_t i = 0; i < n && !fake_conn_closed(c); i++) {
     /* A copy exactly as long as the message, so reading past it is a
      * finding. */
@@ -123,9 +125,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int r = cb->message(state, m, lens[i]);
     free(m);
     /* 1 means "answered, keep the connection" (transport.h); only a
-     * negative result closes it. */
+     * negative result closes it. 2: the read is "re-armed" (the next
+     * message would be delivered), then run() on this thread, once; the
+     * message buffer is gone by then, as on a real transport. */
     if (r < 0)
       break;
+    if (r == 2) {
+      if (!cb->run)
+        abort(); /* 2 is only for a core with run() */
+      cb->run(state);
+    }
     if (cb->tick) /* optional in the table's contract */
       cb->tick(core);
   }

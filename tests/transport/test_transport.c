@@ -23,7 +23,12 @@
  * condition variables on the core's state, never by sleeping; every wait
  * has a generous deadline so a broken transport fails instead of hanging.
  * cmocka's asserts are only used on the main thread; other threads count
- * failures for it to check. */
+ * failures for it to check.
+ *
+ * Besides transport.h and sys.h the file uses runtime/conn.h for one
+ * thing, duct__conn_ref / duct__conn_unref, which transport.h lets a core
+ * call on any table's connections (a core holds a connection while it
+ * sends from run() or from its own threads). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -35,6 +40,7 @@
 #include <cmocka.h>
 
 #include "fault_transport.h"
+#include "runtime/conn.h"
 #include "runtime/sys.h"
 #include "runtime/transport.h"
 
@@ -52,7 +58,9 @@ enum mode {
   MODE_CLOSE,  /* message() returns -1 */
   MODE_REFUSE, /* open() returns NULL */
   MODE_BURST,  /* answer each message with N_BURST messages */
-  MODE_FLOOD   /* answer with FLOOD_N max_frame messages, stop at an error */
+  MODE_FLOOD,  /* answer with FLOOD_N max_frame messages, stop at an error */
+  MODE_RUN,    /* the first message returns 2; run() waits for the next */
+  MODE_HOLD    /* message() waits until the test releases it */
 };
 
 typedef struct tconn {
@@ -65,8 +73,24 @@ typedef struct tconn {
   int in_msg;  /* message() running: must never overlap */
   int overlap; /* message() ran concurrently for this conn */
   duct_code why;
+  /* MODE_RUN */
+  int echoed;       /* messages message() echoed (after the first) */
+  int runs;         /* run() calls */
+  int run_saw_next; /* run() saw the next message delivered meanwhile */
+  int run_same_thread; /* run() came on the thread of its message() */
+  duct_code run_send; /* run()'s own send */
+  /* drained() */
+  int drained;        /* calls */
+  int drained_here;   /* calls on the thread that asked (want_drained) */
+  int drained_after_closed; /* calls after closed() */
   struct tconn *next;
 } tconn;
+
+/* The connection whose message() this thread ran last, and whether this
+ * thread is inside want_drained: what a callback can compare against to
+ * know which thread it is on (sys.h has no thread ids; C11 has this). */
+static _Thread_local tconn *tl_message_of;
+static _Thread_local int tl_asking_drained;
 
 typedef struct tcore {
   duct__mutex mu;
@@ -80,6 +104,7 @@ typedef struct tcore {
   duct_code flood_err;   /* the first one that did not */
   int64_t flood_ms;      /* how long the whole message() took */
   int64_t flood_end;     /* when it returned */
+  int release;           /* MODE_HOLD: message() may return */
   tconn *conns; /* every tconn ever opened, freed by core_free */
 } tcore;
 
@@ -109,9 +134,8 @@ static void *cb_open(void *core_, duct__conn *c, const duct_peer *peer) {
 
 static void fill(uint8_t *p, size_t n, uint32_t seed);
 
-/* Sends from the connection's owner, inside message(): the only place
- * the contract lets every transport send from (runtime/conn.h: on POSIX
- * only the owner can re-arm for writability). */
+/* Sends from inside message(); test_send_from_other_thread sends the
+ * same way from a thread of its own. */
 #define N_BURST 400
 static size_t burst_len(int i) { return 8 + (size_t)((i * 613) % 8000); }
 
@@ -162,11 +186,12 @@ static void flood(tconn *t) {
 static int cb_message(void *state, const uint8_t *msg, size_t len) {
   tconn *t = state;
   tcore *core = t->core;
+  tl_message_of = t;
   duct__mutex_lock(&core->mu);
   if (t->in_msg)
     t->overlap++;
   t->in_msg = 1;
-  t->nmsg++;
+  int nth = ++t->nmsg;
   core->msgs++;
   core->last_len = len;
   enum mode mode = core->mode;
@@ -174,7 +199,28 @@ static int cb_message(void *state, const uint8_t *msg, size_t len) {
   duct__mutex_unlock(&core->mu);
 
   int rc = 0;
-  if (mode == MODE_ECHO) {
+  if (mode == MODE_RUN && nth == 1) {
+    /* run() sends on the connection after the read is re-armed, when
+     * the transport no longer holds it for us: hold it ourselves. The
+     * tconn needs no reference, it lives until core_free. */
+    duct__conn_ref(t->c);
+    rc = 2;
+  } else if (mode == MODE_RUN) {
+    duct__iov v = {msg, len};
+    duct_code sent = T->conn_send(t->c, &v, 1);
+    duct__mutex_lock(&core->mu);
+    t->echoed++;
+    if (sent != DUCT_OK)
+      core->echo_fail++;
+    duct__cond_broadcast(&core->cv);
+    duct__mutex_unlock(&core->mu);
+  } else if (mode == MODE_HOLD) {
+    int64_t dl = duct__now_ms() + 4 * WAIT_MS;
+    duct__mutex_lock(&core->mu);
+    while (!core->release && duct__now_ms() < dl)
+      duct__cond_wait(&core->cv, &core->mu, dl);
+    duct__mutex_unlock(&core->mu);
+  } else if (mode == MODE_ECHO) {
     duct__iov v = {msg, len};
     if (T->conn_send(t->c, &v, 1) != DUCT_OK) {
       duct__mutex_lock(&core->mu);
@@ -192,6 +238,57 @@ static int cb_message(void *state, const uint8_t *msg, size_t len) {
   t->in_msg = 0;
   duct__mutex_unlock(&core->mu);
   return rc;
+}
+
+#define RUN_REPLY "run() was here"
+
+/* MODE_RUN: called after the read was re-armed. It waits for an event
+ * only a later delivery can cause, the next message's echo by message()
+ * on another worker: with the read still held (run() before re-arming, or
+ * the next message read in the same batch), that never comes and this
+ * gives up after WAIT_MS. Then it sends from this thread, which the
+ * transport no longer holds the connection for. */
+static void cb_run(void *state) {
+  tconn *t = state;
+  tcore *core = t->core;
+  int same = tl_message_of == t;
+  int64_t dl = duct__now_ms() + WAIT_MS;
+  duct__mutex_lock(&core->mu);
+  while (t->echoed < 1 && duct__now_ms() < dl)
+    duct__cond_wait(&core->cv, &core->mu, dl);
+  int saw = t->echoed >= 1;
+  duct__mutex_unlock(&core->mu);
+  duct__iov v = {RUN_REPLY, sizeof RUN_REPLY};
+  duct_code sent = T->conn_send(t->c, &v, 1);
+  duct__mutex_lock(&core->mu);
+  t->runs++;
+  t->run_saw_next = saw;
+  t->run_same_thread = same;
+  t->run_send = sent;
+  duct__cond_broadcast(&core->cv);
+  duct__mutex_unlock(&core->mu);
+  duct__conn_unref(t->c);
+}
+
+static void cb_drained(void *state) {
+  tconn *t = state;
+  tcore *core = t->core;
+  duct__mutex_lock(&core->mu);
+  t->drained++;
+  if (tl_asking_drained)
+    t->drained_here++;
+  if (t->closed)
+    t->drained_after_closed++;
+  duct__cond_broadcast(&core->cv);
+  duct__mutex_unlock(&core->mu);
+}
+
+/* want_drained from the test's thread, marking it so cb_drained can tell
+ * an answer given at once. */
+static void want_drained(duct__conn *c) {
+  tl_asking_drained = 1;
+  T->conn_want_drained(c);
+  tl_asking_drained = 0;
 }
 
 static void cb_closed(void *state, duct_code why, const char *detail) {
@@ -221,8 +318,12 @@ static void cb_tick(void *core_) {
   duct__mutex_unlock(&core->mu);
 }
 
-static const duct__srv_cb test_cb = {
-    .open = cb_open, .message = cb_message, .closed = cb_closed, .tick = cb_tick};
+static const duct__srv_cb test_cb = {.open = cb_open,
+                                     .message = cb_message,
+                                     .closed = cb_closed,
+                                     .tick = cb_tick,
+                                     .run = cb_run,
+                                     .drained = cb_drained};
 
 static void core_init(tcore *core, enum mode mode) {
   memset(core, 0, sizeof *core);
@@ -875,6 +976,404 @@ static void test_tick(void **state) {
   core_free(&core); /* never two ticks at once */
 }
 
+/* ---- handlers that do not hold the read: message() returns 2 ---- */
+
+/* The first message returns 2. run() must come after the read was
+ * re-armed, so the second message is delivered (and echoed) by message()
+ * while run() still waits for exactly that; then run() sends from its own
+ * thread. The client sees the echo, then run()'s reply. */
+static void test_run_after_rearm(void **state) {
+  (void)state;
+  char addr[64];
+  make_addr(addr, sizeof addr);
+  tcore core;
+  core_init(&core, MODE_RUN);
+  duct__listen_opts o = default_opts(); /* 2 workers: run() holds one */
+  duct__listener *l = serve(&core, addr, &o);
+  duct__link *k = connect_ok(addr);
+
+  uint8_t a = 'A', b = 'B', in[64];
+  size_t n = 0;
+  duct__iov va = {&a, 1}, vb = {&b, 1};
+  assert_int_equal(T->link_send(k, &va, 1, duct__now_ms() + WAIT_MS), DUCT_OK);
+  assert_int_equal(T->link_send(k, &vb, 1, duct__now_ms() + WAIT_MS), DUCT_OK);
+  assert_int_equal(T->link_recv(k, in, sizeof in, &n, duct__now_ms() + 2 * WAIT_MS),
+                   DUCT_OK);
+  assert_int_equal(n, 1);
+  assert_int_equal(in[0], 'B');
+  assert_int_equal(T->link_recv(k, in, sizeof in, &n, duct__now_ms() + 2 * WAIT_MS),
+                   DUCT_OK);
+  assert_int_equal(n, sizeof RUN_REPLY);
+  assert_memory_equal(in, RUN_REPLY, sizeof RUN_REPLY);
+
+  CORE_WAIT(&core, core.conns != NULL && core.conns->runs == 1);
+  duct__mutex_lock(&core.mu);
+  tconn *t = core.conns;
+  assert_int_equal(t->nmsg, 2);
+  assert_true(t->run_saw_next);
+  assert_true(t->run_same_thread);
+  assert_int_equal(t->run_send, DUCT_OK);
+  duct__mutex_unlock(&core.mu);
+
+  /* The connection goes on as before. */
+  uint8_t c = 'C';
+  duct__iov vc = {&c, 1};
+  assert_int_equal(T->link_transact(k, &vc, 1, in, sizeof in, &n,
+                                    duct__now_ms() + WAIT_MS),
+                   DUCT_OK);
+  assert_int_equal(in[0], 'C');
+  T->link_close(k);
+  CORE_WAIT(&core, core.closed == 1);
+  T->listener_free(l);
+  assert_int_equal(core.conns->runs, 1); /* once */
+  assert_int_equal(core.echo_fail, 0);
+  core_free(&core);
+}
+
+/* ---- sending from any thread; back-pressure ---- */
+
+#define SLOW_N 64 /* x MAX_FRAME: 4 MiB, far more than a socket or pipe holds */
+
+typedef struct sender_arg {
+  duct__conn *c;
+  int ok;
+  duct_code err;
+  duct__thread th;
+} sender_arg;
+
+static void slow_msg(uint8_t *buf, int i) {
+  buf[0] = (uint8_t)i;
+  fill(buf + 1, MAX_FRAME - 1, 1000u + (uint32_t)i);
+}
+
+/* A plain thread, neither a worker nor inside a callback, sends SLOW_N
+ * max_frame messages. It holds the connection (the caller's reference). */
+static void sender_main(void *p) {
+  sender_arg *a = p;
+  uint8_t *buf = malloc(MAX_FRAME);
+  a->err = buf ? DUCT_OK : DUCT_RESOURCE_EXHAUSTED;
+  for (int i = 0; buf && i < SLOW_N; i++) {
+    slow_msg(buf, i);
+    duct__iov v = {buf, MAX_FRAME};
+    duct_code rc = T->conn_send(a->c, &v, 1);
+    if (rc != DUCT_OK) {
+      a->err = rc;
+      break;
+    }
+    a->ok++;
+  }
+  free(buf);
+}
+
+/* Sends all SLOW_N from another thread and waits for it: the peer has not
+ * read anything yet, so most of it is queued. */
+static void send_from_thread(duct__conn *c) {
+  sender_arg a;
+  memset(&a, 0, sizeof a);
+  a.c = c;
+  assert_int_equal(duct__thread_start(&a.th, sender_main, &a), DUCT_OK);
+  duct__thread_join(&a.th);
+  assert_int_equal(a.err, DUCT_OK);
+  assert_int_equal(a.ok, SLOW_N);
+}
+
+/* Reads the SLOW_N messages and checks every byte; returns how many were
+ * wrong or missing. */
+static int read_slow_msgs(duct__link *k) {
+  uint8_t *in = malloc(MAX_FRAME), *want = malloc(MAX_FRAME);
+  int bad = 0;
+  for (int i = 0; in && want && i < SLOW_N; i++) {
+    size_t n = 0;
+    if (T->link_recv(k, in, MAX_FRAME, &n, duct__now_ms() + WAIT_MS) != DUCT_OK) {
+      bad += SLOW_N - i;
+      break;
+    }
+    slow_msg(want, i);
+    if (n != MAX_FRAME || memcmp(in, want, MAX_FRAME) != 0)
+      bad++;
+  }
+  if (!in || !want)
+    bad = SLOW_N;
+  free(in);
+  free(want);
+  return bad;
+}
+
+/* The connection of a core with one open connection, with a reference
+ * held for the caller. */
+static duct__conn *hold_conn(tcore *core) {
+  CORE_WAIT(core, core->conns != NULL);
+  duct__mutex_lock(&core->mu);
+  duct__conn *c = core->conns->c;
+  duct__conn_ref(c);
+  duct__mutex_unlock(&core->mu);
+  return c;
+}
+
+/* 4 MiB from a thread that is not a worker, to a peer that has not read
+ * yet: every send returns at once, most of it waits in the queue, and all
+ * of it arrives, whole and in order, once the peer reads. drained() is
+ * asked for while the queue is full: it comes once, after the last byte
+ * was taken; asked for again with the queue empty, it comes at once, on
+ * the asking thread. */
+static void test_send_from_other_thread(void **state) {
+  (void)state;
+  char addr[64];
+  make_addr(addr, sizeof addr);
+  tcore core;
+  core_init(&core, MODE_SILENT);
+  duct__listen_opts o = default_opts();
+  duct__listener *l = serve(&core, addr, &o);
+  duct__link *k = connect_ok(addr);
+  duct__conn *c = hold_conn(&core);
+  tconn *t = core.conns;
+
+  send_from_thread(c);
+  assert_true(T->conn_queued(c) > 0);
+  want_drained(c);
+  want_drained(c); /* while one is pending: shares it */
+  duct__mutex_lock(&core.mu);
+  assert_int_equal(t->drained, 0); /* nothing was read: it cannot be empty */
+  duct__mutex_unlock(&core.mu);
+
+  assert_int_equal(read_slow_msgs(k), 0);
+  CORE_WAIT(&core, t->drained >= 1);
+  assert_int_equal(T->conn_queued(c), 0);
+  duct__mutex_lock(&core.mu);
+  assert_int_equal(t->drained, 1);
+  assert_int_equal(t->drained_here, 0); /* from the writing side */
+  duct__mutex_unlock(&core.mu);
+
+  want_drained(c); /* empty: at once, here */
+  duct__mutex_lock(&core.mu);
+  assert_int_equal(t->drained, 2);
+  assert_int_equal(t->drained_here, 1);
+  duct__mutex_unlock(&core.mu);
+
+  /* And once more, the whole way, with nothing pending: no drained(). */
+  send_from_thread(c);
+  assert_int_equal(read_slow_msgs(k), 0);
+  uint8_t b = 1;
+  duct__iov v = {&b, 1};
+  assert_int_equal(T->link_send(k, &v, 1, duct__now_ms() + WAIT_MS), DUCT_OK);
+  CORE_WAIT(&core, t->nmsg == 1); /* the write side had time to settle */
+  assert_int_equal(T->conn_queued(c), 0);
+
+  duct__conn_unref(c);
+  T->link_close(k);
+  CORE_WAIT(&core, core.closed == 1);
+  T->listener_free(l);
+  assert_int_equal(t->drained, 2);
+  assert_int_equal(t->drained_after_closed, 0);
+  core_free(&core);
+}
+
+/* A drained() asked for is owed even if the queue never drains: the peer
+ * leaves without reading, and it comes when the connection ends. */
+static void test_drained_on_close(void **state) {
+  (void)state;
+  char addr[64];
+  make_addr(addr, sizeof addr);
+  tcore core;
+  core_init(&core, MODE_SILENT);
+  duct__listen_opts o = default_opts();
+  duct__listener *l = serve(&core, addr, &o);
+  duct__link *k = connect_ok(addr);
+  duct__conn *c = hold_conn(&core);
+  tconn *t = core.conns;
+
+  send_from_thread(c);
+  want_drained(c);
+  T->link_close(k);
+  CORE_WAIT(&core, core.closed == 1 && t->drained == 1);
+  /* The connection is closing now: asked again, it answers at once. */
+  want_drained(c);
+  duct__mutex_lock(&core.mu);
+  assert_int_equal(t->drained, 2);
+  assert_int_equal(t->drained_here, 1);
+  duct__mutex_unlock(&core.mu);
+  duct__conn_unref(c); /* listener_free waits for it otherwise */
+  T->listener_free(l);
+  core_free(&core);
+}
+
+/* ---- links used by two threads ---- */
+
+#define N_DUPLEX 300
+
+typedef struct duplex_arg {
+  duct__link *k;
+  int bad;
+  duct__thread th;
+} duplex_arg;
+
+static void duplex_reader(void *p) {
+  duplex_arg *a = p;
+  uint8_t in[8192], want[8192];
+  for (int i = 0; i < N_DUPLEX; i++) {
+    size_t n = 0, len = burst_len(i);
+    if (T->link_recv(a->k, in, sizeof in, &n, duct__now_ms() + 4 * WAIT_MS) != DUCT_OK) {
+      a->bad += N_DUPLEX - i;
+      return;
+    }
+    fill(want, len, (uint32_t)i);
+    if (n != len || memcmp(in, want, len) != 0)
+      a->bad++;
+  }
+}
+
+/* One thread receives while another sends on the same link, as a
+ * channel's reader thread and its callers do: every echo arrives, in
+ * order, and neither side's waits disturb the other's. */
+static void test_link_recv_while_send(void **state) {
+  (void)state;
+  char addr[64];
+  make_addr(addr, sizeof addr);
+  tcore core;
+  core_init(&core, MODE_ECHO);
+  duct__listen_opts o = default_opts();
+  duct__listener *l = serve(&core, addr, &o);
+  duct__link *k = connect_ok(addr);
+
+  duplex_arg a;
+  memset(&a, 0, sizeof a);
+  a.k = k;
+  assert_int_equal(duct__thread_start(&a.th, duplex_reader, &a), DUCT_OK);
+  uint8_t out[8192];
+  int send_fail = 0;
+  for (int i = 0; i < N_DUPLEX; i++) {
+    size_t len = burst_len(i);
+    fill(out, len, (uint32_t)i);
+    duct__iov v = {out, len};
+    if (T->link_send(k, &v, 1, duct__now_ms() + 4 * WAIT_MS) != DUCT_OK)
+      send_fail++;
+  }
+  duct__thread_join(&a.th);
+  assert_int_equal(send_fail, 0);
+  assert_int_equal(a.bad, 0);
+  T->link_close(k);
+  CORE_WAIT(&core, core.closed == 1);
+  T->listener_free(l);
+  assert_int_equal(core.echo_fail, 0);
+  core_free(&core);
+}
+
+typedef struct blocked_arg {
+  duct__link *k;
+  duct__mutex *mu;
+  duct__cond *cv;
+  int started;
+  int sent;       /* blocked_sender: messages that went out */
+  duct_code rc;
+  int64_t took;
+  duct__thread th;
+} blocked_arg;
+
+static void mark_started(blocked_arg *a) {
+  duct__mutex_lock(a->mu);
+  a->started = 1;
+  duct__cond_broadcast(a->cv);
+  duct__mutex_unlock(a->mu);
+}
+
+/* Waits for a message that will never come (the server is silent). */
+static void blocked_receiver(void *p) {
+  blocked_arg *a = p;
+  uint8_t in[64];
+  size_t n = 0;
+  mark_started(a);
+  int64_t t0 = duct__now_ms();
+  a->rc = T->link_recv(a->k, in, sizeof in, &n, t0 + 4 * WAIT_MS);
+  a->took = duct__now_ms() - t0;
+}
+
+/* Sends until the link will not take more (the server holds its read). */
+static void blocked_sender(void *p) {
+  blocked_arg *a = p;
+  uint8_t *buf = calloc(1, MAX_FRAME);
+  int64_t t0 = duct__now_ms();
+  a->rc = buf ? DUCT_OK : DUCT_RESOURCE_EXHAUSTED;
+  while (buf && a->rc == DUCT_OK) {
+    duct__iov v = {buf, MAX_FRAME};
+    a->rc = T->link_send(a->k, &v, 1, duct__now_ms() + 4 * WAIT_MS);
+    if (a->rc == DUCT_OK && ++a->sent == 1)
+      mark_started(a);
+  }
+  a->took = duct__now_ms() - t0;
+  free(buf);
+}
+
+static void wait_started(blocked_arg *a) {
+  int64_t dl = duct__now_ms() + WAIT_MS;
+  duct__mutex_lock(a->mu);
+  while (!a->started && duct__now_ms() < dl)
+    duct__cond_wait(a->cv, a->mu, dl);
+  int ok = a->started;
+  duct__mutex_unlock(a->mu);
+  assert_true(ok);
+}
+
+/* link_shutdown from another thread wakes a receive that nothing else
+ * would end before its (long) deadline, and a send blocked on a full
+ * pipe; both return UNAVAILABLE, and so does everything after. */
+static void test_link_shutdown_wakes(void **state) {
+  (void)state;
+  char addr[64];
+  make_addr(addr, sizeof addr);
+  tcore core;
+  core_init(&core, MODE_HOLD);
+  duct__listen_opts o = default_opts();
+  duct__listener *l = serve(&core, addr, &o);
+  duct__link *k = connect_ok(addr);
+
+  /* The receive. */
+  blocked_arg r;
+  memset(&r, 0, sizeof r);
+  r.k = k;
+  r.mu = &core.mu;
+  r.cv = &core.cv;
+  assert_int_equal(duct__thread_start(&r.th, blocked_receiver, &r), DUCT_OK);
+  wait_started(&r);
+  /* And the send, on a third thread: the server's message() holds its
+   * read, so the pipe fills and the send waits for room. */
+  blocked_arg w;
+  memset(&w, 0, sizeof w);
+  w.k = k;
+  w.mu = &core.mu;
+  w.cv = &core.cv;
+  assert_int_equal(duct__thread_start(&w.th, blocked_sender, &w), DUCT_OK);
+  wait_started(&w);
+  CORE_WAIT(&core, core.msgs == 1); /* the server is holding */
+
+  T->link_shutdown(k);
+  T->link_shutdown(k); /* any number of times */
+  duct__thread_join(&r.th);
+  duct__thread_join(&w.th);
+  assert_int_equal(r.rc, DUCT_UNAVAILABLE);
+  assert_true(r.took < 4 * WAIT_MS - 1000); /* woken, not timed out */
+  assert_int_equal(w.rc, DUCT_UNAVAILABLE);
+  assert_true(w.sent >= 1);
+  assert_true(w.took < 4 * WAIT_MS - 1000);
+
+  uint8_t b = 1, in[16];
+  size_t n = 0;
+  duct__iov v = {&b, 1};
+  assert_int_equal(T->link_send(k, &v, 1, duct__now_ms() + WAIT_MS), DUCT_UNAVAILABLE);
+  assert_int_equal(T->link_recv(k, in, sizeof in, &n, duct__now_ms() + WAIT_MS),
+                   DUCT_UNAVAILABLE);
+  assert_int_equal(T->link_transact(k, &v, 1, in, sizeof in, &n, duct__now_ms() + WAIT_MS),
+                   DUCT_UNAVAILABLE);
+
+  duct__mutex_lock(&core.mu);
+  core.release = 1;
+  duct__cond_broadcast(&core.cv);
+  duct__mutex_unlock(&core.mu);
+  T->link_close(k);
+  CORE_WAIT(&core, core.closed == 1);
+  T->listener_free(l);
+  core_free(&core);
+}
+
 /* ---- stopping ---- */
 
 static void test_stop_accepting(void **state) {
@@ -1025,6 +1524,11 @@ int main(void) {
       cmocka_unit_test(test_unread_queue_times_out),
       cmocka_unit_test(test_queue_cap),
       cmocka_unit_test(test_tick),
+      cmocka_unit_test(test_run_after_rearm),
+      cmocka_unit_test(test_send_from_other_thread),
+      cmocka_unit_test(test_drained_on_close),
+      cmocka_unit_test(test_link_recv_while_send),
+      cmocka_unit_test(test_link_shutdown_wakes),
       cmocka_unit_test(test_stop_accepting),
       cmocka_unit_test(test_free_with_live_connections),
       cmocka_unit_test(test_free_unstarted),

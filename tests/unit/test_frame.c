@@ -11,6 +11,8 @@
 #include <cmocka.h>
 
 #include "runtime/frame.h"
+#include "runtime/session.h"
+#include "runtime/wire.h"
 
 #define ROOM (DUCT__DEFAULT_MAX_FRAME - DUCT__HEADER_SIZE)
 
@@ -25,6 +27,62 @@ static uint8_t *message(const duct__frame *f, size_t len) {
   assert_non_null(m);
   duct__frame_encode(f, m);
   return m;
+}
+
+/* The stream window (docs/PROTOCOL.md, "Flow control"): a sender may
+ * overdraw by one message, a receiver refuses more and grants credit back
+ * in quarter-window batches. */
+static void test_flow_window(void **state) {
+  (void)state;
+  duct__flow rx;
+  duct__flow_init(&rx);
+  size_t msg = 1000; /* costs 1032 */
+  unsigned fits = 0;
+  while (duct__flow_arrived(&rx, msg))
+    fits++;
+  /* Outstanding reached the window with the last one: 254 messages leave
+   * 256 KiB - 254 * 1032 = 132 bytes, so one more went (the overdraw). */
+  assert_int_equal(fits, DUCT__STREAM_WINDOW / DUCT__STREAM_COST(msg) + 1);
+  uint64_t granted = 0;
+  unsigned grants = 0;
+  for (unsigned i = 0; i < fits; i++) {
+    uint32_t g = duct__flow_taken(&rx, msg);
+    if (g) {
+      assert_true(g >= DUCT__STREAM_WINDOW / 4);
+      granted += g;
+      grants++;
+    }
+  }
+  /* A CREDIT per quarter window taken, not one per message. */
+  unsigned per = (unsigned)((DUCT__STREAM_WINDOW / 4 + DUCT__STREAM_COST(msg) - 1) /
+                            DUCT__STREAM_COST(msg));
+  assert_int_equal(grants, fits / per);
+  assert_true(granted <= (uint64_t)fits * DUCT__STREAM_COST(msg));
+  /* After the grants, the receiver takes messages again. */
+  assert_true(duct__flow_arrived(&rx, msg));
+  /* One message larger than the whole window still goes, alone. */
+  duct__flow big;
+  duct__flow_init(&big);
+  assert_true(duct__flow_arrived(&big, 4u * 1024 * 1024));
+  assert_false(duct__flow_arrived(&big, 1));
+}
+
+/* Control frames as the wire module writes them decode as themselves. */
+static void test_control_frames(void **state) {
+  (void)state;
+  uint8_t m[DUCT__CTL_MSG_MAX];
+  const uint8_t types[] = {DUCT__CANCEL, DUCT__HALF_CLOSE, DUCT__CREDIT};
+  for (size_t i = 0; i < sizeof types; i++) {
+    size_t n = duct__wire_ctl(m, types[i], 77, 5000);
+    duct__frame f;
+    const char *why;
+    assert_int_equal(duct__frame_decode(m, n, &f, &why), DUCT_OK);
+    assert_int_equal(f.type, types[i]);
+    assert_int_equal(f.call_id, 77);
+    assert_int_equal(f.version, types[i] == DUCT__CANCEL ? 1 : 2);
+    if (types[i] == DUCT__CREDIT)
+      assert_int_equal(duct__credit_value(m + DUCT__HEADER_SIZE), 5000);
+  }
 }
 
 static void test_golden_request_bytes(void **state) {
@@ -51,9 +109,15 @@ static void test_header_round_trip(void **state) {
       {1, DUCT__CANCEL, 0, 42, 0, 0, 0, 0},
       {1, DUCT__GOAWAY, 0, 0, 0, DUCT_UNAVAILABLE, 0, 8},
       {1, DUCT__HELLO, 0, 0, 0, 0, 0, DUCT__HELLO_SIZE},
+      {2, DUCT__STREAM_DATA, DUCT__FLAG_MORE, 3, 0, 0, 0, 9},
+      {2, DUCT__STREAM_DATA, 0, 3, 0, 0, 0, 0},
+      {2, DUCT__HALF_CLOSE, 0, 3, 0, 0, 0, 0},
+      {2, DUCT__CREDIT, 0, 3, 0, 0, 0, DUCT__CREDIT_SIZE},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     uint8_t *m = message(&cases[i], cases[i].payload_len);
+    if (cases[i].type == DUCT__CREDIT)
+      duct__credit_encode(m + DUCT__HEADER_SIZE, 65536);
     duct__frame got;
     const char *why;
     assert_int_equal(duct__frame_decode(m, DUCT__HEADER_SIZE + cases[i].payload_len,
@@ -78,7 +142,18 @@ static void test_malformed_headers(void **state) {
   (void)state;
   const bad_case cases[] = {
       {"bad magic", {1, 2, 0, 1, 1, 0, 0, 0}, 0, 0, 'X', DUCT_INTERNAL},
-      {"version 2", {2, 2, 0, 1, 1, 0, 0, 0}, 0, -1, 0, DUCT_FAILED_PRECONDITION},
+      {"version 3", {3, 2, 0, 1, 1, 0, 0, 0}, 0, -1, 0, DUCT_FAILED_PRECONDITION},
+      {"REQUEST as version 2", {2, 2, 0, 1, 1, 0, 0, 0}, 0, -1, 0, DUCT_INTERNAL},
+      {"STREAM_DATA as version 1", {1, 6, 0, 1, 0, 0, 0, 0}, 0, -1, 0, DUCT_INTERNAL},
+      {"STREAM_DATA call 0", {2, 6, 0, 0, 0, 0, 0, 0}, 0, -1, 0, DUCT_INTERNAL},
+      {"STREAM_DATA method", {2, 6, 0, 1, 1, 0, 0, 0}, 0, -1, 0, DUCT_INTERNAL},
+      {"STREAM_DATA status", {2, 6, 0, 1, 0, 1, 0, 0}, 0, -1, 0, DUCT_INTERNAL},
+      {"HALF_CLOSE payload", {2, 7, 0, 1, 0, 0, 0, 1}, 1, -1, 0, DUCT_INTERNAL},
+      {"HALF_CLOSE call 0", {2, 7, 0, 0, 0, 0, 0, 0}, 0, -1, 0, DUCT_INTERNAL},
+      {"CREDIT short", {2, 8, 0, 1, 0, 0, 0, 3}, 3, -1, 0, DUCT_INTERNAL},
+      {"CREDIT zero", {2, 8, 0, 1, 0, 0, 0, 4}, 4, -1, 0, DUCT_INTERNAL},
+      {"CREDIT MORE", {2, 8, 1, 1, 0, 0, 0, 4}, 4, 32, 1, DUCT_INTERNAL},
+      {"type 9", {2, 9, 0, 1, 0, 0, 0, 0}, 0, -1, 0, DUCT_INTERNAL},
       {"version 0", {0, 2, 0, 1, 1, 0, 0, 0}, 0, -1, 0, DUCT_FAILED_PRECONDITION},
       {"reserved byte", {1, 2, 0, 1, 1, 0, 0, 0}, 0, 31, 1, DUCT_INTERNAL},
       {"reserved flag", {1, 2, 2, 1, 1, 0, 0, 0}, 0, -1, 0, DUCT_INTERNAL},
@@ -350,6 +425,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_golden_request_bytes),
       cmocka_unit_test(test_header_round_trip),
+      cmocka_unit_test(test_flow_window),
+      cmocka_unit_test(test_control_frames),
       cmocka_unit_test(test_malformed_headers),
       cmocka_unit_test(test_short_frames),
       cmocka_unit_test(test_hello),
