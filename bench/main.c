@@ -1,6 +1,7 @@
 /* duct-bench: duct against the raw transport floor (docs/BENCHMARKS.md).
  *
- *   duct-bench [--quick | --smoke] [--reps N] [--calls-scale X]
+ *   duct-bench [--quick | --smoke] [--reps N] [--calls-scale X] [--only MODE]
+ *              [--payload BYTES]
  *   duct-bench --raw-server ADDRESS     (started by the bench itself)
  *   duct-bench --duct-server ADDRESS    (started by the bench itself)
  *
@@ -664,11 +665,16 @@ static flow_result async_case(duct_channel *ch, size_t payload, uint32_t calls, 
 
 static void usage(const char *argv0) {
   fprintf(stderr,
-          "usage: %s [--quick | --smoke] [--reps N] [--calls-scale X]\n"
+          "usage: %s [--quick | --smoke] [--reps N] [--calls-scale X] [--only MODE]\n"
+          "          [--payload BYTES]\n"
           "  --quick        one repetition with fewer calls (under a minute)\n"
           "  --smoke        a handful of calls per case (the test suite's check)\n"
           "  --reps N       repetitions per case (default 3); medians are printed\n"
-          "  --calls-scale  multiply every case's call and message count by X\n",
+          "  --calls-scale  multiply every case's call and message count by X\n"
+          "  --only MODE    unary, stream or async: only those lines (async runs the\n"
+          "                16 B unary cases too, for its comparison); for profiling\n"
+          "  --payload B    only the cases of payload B (16, 1024, 65536, 1048576;\n"
+          "                async is 16 only); for profiling\n",
           argv0);
 }
 
@@ -689,6 +695,8 @@ int main(int argc, char **argv) {
   int async_calls = 100000;
   int reps = 3;
   double scale = 1.0;
+  const char *only = NULL;
+  size_t only_payload = 0; /* 0: every payload */
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--quick")) {
       reps = 1;
@@ -700,6 +708,12 @@ int main(int argc, char **argv) {
       reps = atoi(argv[++i]);
     } else if (!strcmp(argv[i], "--calls-scale") && i + 1 < argc) {
       scale = atof(argv[++i]);
+    } else if (!strcmp(argv[i], "--only") && i + 1 < argc &&
+               (!strcmp(argv[i + 1], "unary") || !strcmp(argv[i + 1], "stream") ||
+                !strcmp(argv[i + 1], "async"))) {
+      only = argv[++i];
+    } else if (!strcmp(argv[i], "--payload") && i + 1 < argc) {
+      only_payload = (size_t)strtoul(argv[++i], NULL, 10);
     } else {
       usage(argv[0]);
       return 64;
@@ -733,7 +747,13 @@ int main(int argc, char **argv) {
    * clients. */
   double small_raw[2] = {0, 0}, small_duct[2] = {0, 0};
   static const int client_counts[] = {1, MAX_CLIENTS};
+  int do_unary = !only || !strcmp(only, "unary"), do_stream = !only || !strcmp(only, "stream");
+  int do_async = (!only || !strcmp(only, "async")) && (!only_payload || only_payload == 16);
   for (size_t pi = 0; pi < sizeof payloads / sizeof *payloads; pi++) {
+    if (!do_unary && !(do_async && payloads[pi] == 16))
+      continue;
+    if (only_payload && payloads[pi] != only_payload)
+      continue;
     for (size_t ci = 0; ci < 2; ci++) {
       int clients = client_counts[ci];
       plan p = {payloads[pi], (int)(calls[pi] * scale), 0};
@@ -774,8 +794,10 @@ int main(int argc, char **argv) {
     }
   }
 
-  for (size_t pi = 0; pi < sizeof stream_payloads / sizeof *stream_payloads; pi++) {
+  for (size_t pi = 0; do_stream && pi < sizeof stream_payloads / sizeof *stream_payloads; pi++) {
     size_t payload = stream_payloads[pi];
+    if (only_payload && payload != only_payload)
+      continue;
     uint32_t count = (uint32_t)(stream_msgs[pi] * scale);
     if (count < 20)
       count = 20;
@@ -802,7 +824,7 @@ int main(int argc, char **argv) {
       failed = 1;
   }
 
-  {
+  if (do_async) {
     uint32_t n = (uint32_t)(async_calls * scale);
     if (n < 4 * ASYNC_IN_FLIGHT)
       n = 4 * ASYNC_IN_FLIGHT;
