@@ -277,6 +277,11 @@ static int drop_head(duct__conn *c) {
     atomic_store(&c->q_since, 0);
     drained = c->drain_wanted;
     c->drain_wanted = 0;
+  } else {
+    /* The peer took a message: its deadline runs from here. A stream's
+     * queue may never empty while a slow reader keeps up with it; what
+     * the idle timeout cuts off is a peer that takes nothing. */
+    atomic_store(&c->q_since, duct__now_ms());
   }
   c->queued -= q->len;
   q->next = c->spare;
@@ -399,7 +404,8 @@ void duct__conn_send_nowait(duct__conn *c, const duct__iov *iov, int n) {
   duct__mutex_unlock(&c->mu);
   /* Without try_write (Windows) there is no write that does not wait for
    * the pipe to take the buffer, so the goodbye is queued like any send;
-   * the close that follows it still lets it drain (server.c there). */
+   * the close that follows it still lets it drain (runtime/win/server.c,
+   * read_end). */
   if (!io->try_write)
     duct__conn_send(c, iov, n);
 }
@@ -513,7 +519,7 @@ static void tick_one(duct__conn *c, void *arg) {
   }
   since = atomic_load(&c->q_since);
   if (since && t->now - since > t->limit) {
-    snprintf(d, sizeof d, "the peer did not take its reply within %lld ms",
+    snprintf(d, sizeof d, "the peer took no queued message for over %lld ms",
              (long long)t->limit);
     duct__conn_close(c, DUCT_DEADLINE_EXCEEDED, d);
   }

@@ -20,8 +20,8 @@
  *    WriteFile completion). Any thread may send: the queue is under c->mu,
  *    and the platform's write side (want_write) is armed independently of
  *    the read, so nothing depends on who holds the read. A queue has a
- *    byte cap, and what it holds has one deadline: a peer that does not
- *    take it within the idle timeout is disconnected. A core can ask to
+ *    byte cap, and a deadline: a peer that takes nothing from it for the
+ *    idle timeout is disconnected. A core can ask to
  *    hear when the queue is empty again (duct__conn_want_drained), which
  *    is how a stream waits for a slow reader without holding a thread.
  *
@@ -92,7 +92,10 @@ struct duct__conn {
   size_t spare_keep;        /* spare bytes kept after a burst */
   unsigned spare_slack;     /* bursts in a row that needed under half of it */
   size_t queued;            /* bytes in the queue */
-  _Atomic int64_t q_since;  /* when the queue became non-empty; 0 if empty */
+  /* 0 while the queue is empty; else when it became non-empty or, after
+   * that, when the peer last took a message from it (the deadline runs
+   * from there). */
+  _Atomic int64_t q_since;
   /* A write is owed: want_write armed the platform's write side (POSIX:
    * the write watch; Windows: a WriteFile of the head) and its event has
    * not been handled yet. Only then does the queue drain. */
@@ -141,15 +144,16 @@ void duct__conn_ref(duct__conn *c);
 void duct__conn_unref(duct__conn *c);
 
 /* Asks for c to be closed with reason `code` (the first reason stands) and
- * wakes its owner. Any thread, any time before closed() has returned. */
+ * wakes whoever holds its read. Any thread, any time before closed() has
+ * returned, or later while holding a reference (then a no-op). */
 void duct__conn_close(duct__conn *c, duct_code code, const char *detail);
 /* 1 once a close was asked for or the connection ended. */
 int duct__conn_closing(const duct__conn *c);
 
-/* The platform's owner ends c (peer gone, read error, or after a close was
- * asked for): takes it out of the set, reports closed() once with the
- * first reason recorded (`why`/`detail` if none was), drops the set's
- * reference. */
+/* The platform's read side ends c (peer gone, read error, or after a
+ * close was asked for): takes it out of the set, answers a pending
+ * want_drained (drained()), reports closed() once with the first reason
+ * recorded (`why`/`detail` if none was), drops the set's reference. */
 void duct__conn_end(duct__conn *c, duct_code why, const char *detail);
 
 /* Sends one message, from any thread that holds c (a worker in a

@@ -109,10 +109,13 @@ typedef struct duct__srv_cb {
    *  - The listener stays alive: listener_free waits for every run(). */
   void (*run)(void *conn_state);
   /* The connection ended (peer closed, error, a close asked for, a
-   * timeout, or the listener stopping). The last callback for it:
-   * conn_state may be freed and the duct__conn must not be used
-   * afterwards. `why` is DUCT_OK for an orderly close by the peer, else
-   * the first reason recorded; detail may be NULL. */
+   * timeout, or the listener stopping). Exactly once, and the last
+   * callback for it except a run() or drained() already owed, which may
+   * overlap or follow it (see those). The duct__conn must not be used
+   * afterwards except under a reference taken before (duct__conn_ref):
+   * sends then return DUCT_UNAVAILABLE. `why` is DUCT_OK for an orderly
+   * close by the peer, else the first reason recorded; detail may be
+   * NULL. */
   void (*closed)(void *conn_state, duct_code why, const char *detail);
   /* Optional: the connection is about to be closed to make room for a new
    * one at max_connections (any thread; it was idle): the core may say
@@ -120,7 +123,8 @@ typedef struct duct__srv_cb {
   void (*evict)(void *conn_state, const char *why);
   /* Optional: the transport is about to close the connection for a rule
    * it enforces itself (a message over max_frame): the core logs it and
-   * may say GOAWAY with duct__conn_send_nowait. From the owner. */
+   * may say GOAWAY with duct__conn_send_nowait. From the worker that
+   * holds the read, in place of the message(). */
   void (*violation)(void *conn_state, duct_code code, const char *why);
   /* Optional: called about every 100 ms on one transport thread. */
   void (*tick)(void *core);

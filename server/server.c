@@ -675,6 +675,16 @@ static void on_run(void *state) {
   call_done(s);
 }
 
+/* call_done for a stream's own thread: nothing joins it, so the last
+ * touch of `s` must be the unlock that lets duct_server_stop (which reads
+ * `inflight` under the same lock) go on and free it. */
+static void thread_done(duct_server *s) {
+  duct__mutex_lock(&s->mu);
+  if (atomic_fetch_sub(&s->inflight, 1) == 1 && atomic_load(&s->stopping))
+    duct__cond_broadcast(&s->cv);
+  duct__mutex_unlock(&s->mu);
+}
+
 /* A streaming call's handler, on a thread of its own (duct/server.h says
  * why). */
 static void stream_main(void *arg) {
@@ -688,7 +698,7 @@ static void stream_main(void *arg) {
   if (!x->kept)
     end_with_reply(x, code);
   call_unref(x);
-  call_done(s);
+  thread_done(s);
 }
 
 /* Unpacks the request into the call's arena. On failure, fills why. */
@@ -1484,7 +1494,7 @@ duct_code duct_server_stop(duct_server *s, int drain_ms) {
   s->l = NULL;
   duct__mutex_lock(&s->mu);
   while (atomic_load(&s->inflight) > 0)
-    duct__cond_wait(&s->cv, &s->mu, duct__now_ms() + 10);
+    duct__cond_wait(&s->cv, &s->mu, -1);
   duct__mutex_unlock(&s->mu);
   s->stopped = 1;
   return DUCT_OK;

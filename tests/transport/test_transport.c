@@ -124,6 +124,9 @@ static void *cb_open(void *core_, duct__conn *c, const duct_peer *peer) {
   }
   t->core = core;
   t->c = c;
+  /* No HELLO in this core's protocol: nothing is half received, so the
+   * idle clock's only deadline here is the send queue's. */
+  atomic_store(&c->partial_since, 0);
   t->peer_pid = peer->pid;
   t->peer_user_ok = peer->user != NULL && peer->user[0] != '\0';
   t->next = core->conns;
@@ -1197,6 +1200,59 @@ static void test_drained_on_close(void **state) {
   core_free(&core);
 }
 
+/* A peer that reads slowly but steadily is not cut off, however long its
+ * queue stays non-empty: the queue's deadline runs from the last message
+ * the peer took (a stream may keep a queue busy for longer than the idle
+ * timeout). Paced reads are the scenario itself here, not a way to wait
+ * for something. */
+#define PACE_MS 50
+
+static void test_slow_reader_keeps_up(void **state) {
+  (void)state;
+  char addr[64];
+  make_addr(addr, sizeof addr);
+  tcore core;
+  core_init(&core, MODE_SILENT);
+  duct__listen_opts o = default_opts();
+  o.idle_timeout_ms = 1000; /* SLOW_N * PACE_MS is over three times this */
+  duct__listener *l = serve(&core, addr, &o);
+  duct__link *k = connect_ok(addr);
+  duct__conn *c = hold_conn(&core);
+
+  send_from_thread(c);
+  uint8_t *in = malloc(MAX_FRAME), *want = malloc(MAX_FRAME);
+  assert_non_null(in);
+  assert_non_null(want);
+  int bad = 0;
+  for (int i = 0; i < SLOW_N; i++) {
+    int64_t until = duct__now_ms() + PACE_MS;
+    duct__mutex_lock(&core.mu);
+    while (duct__now_ms() < until)
+      duct__cond_wait(&core.cv, &core.mu, until);
+    duct__mutex_unlock(&core.mu);
+    size_t n = 0;
+    if (T->link_recv(k, in, MAX_FRAME, &n, duct__now_ms() + WAIT_MS) != DUCT_OK) {
+      bad += SLOW_N - i;
+      break;
+    }
+    slow_msg(want, i);
+    if (n != MAX_FRAME || memcmp(in, want, MAX_FRAME) != 0)
+      bad++;
+  }
+  free(in);
+  free(want);
+  assert_int_equal(bad, 0);
+  duct__mutex_lock(&core.mu);
+  assert_int_equal(core.closed, 0);
+  duct__mutex_unlock(&core.mu);
+
+  duct__conn_unref(c);
+  T->link_close(k);
+  CORE_WAIT(&core, core.closed == 1);
+  T->listener_free(l);
+  core_free(&core);
+}
+
 /* ---- links used by two threads ---- */
 
 #define N_DUPLEX 300
@@ -1527,6 +1583,7 @@ int main(void) {
       cmocka_unit_test(test_run_after_rearm),
       cmocka_unit_test(test_send_from_other_thread),
       cmocka_unit_test(test_drained_on_close),
+      cmocka_unit_test(test_slow_reader_keeps_up),
       cmocka_unit_test(test_link_recv_while_send),
       cmocka_unit_test(test_link_shutdown_wakes),
       cmocka_unit_test(test_stop_accepting),
