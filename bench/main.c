@@ -1,6 +1,7 @@
 /* duct-bench: duct against the raw transport floor (docs/BENCHMARKS.md).
  *
- *   duct-bench [--quick | --smoke] [--reps N] [--calls-scale X]
+ *   duct-bench [--quick | --smoke] [--reps N] [--calls-scale X] [--only MODE]
+ *              [--payload BYTES]
  *   duct-bench --raw-server ADDRESS     (started by the bench itself)
  *   duct-bench --duct-server ADDRESS    (started by the bench itself)
  *
@@ -10,6 +11,16 @@
  * duct code) and once as a unary call through generated stubs to a duct
  * server. Every call is timed alone on a monotonic clock after a warm-up,
  * and every reply is compared with the request (outside the timed part).
+ *
+ * Then two cases of protocol version 2 (mode=stream, mode=async):
+ *  - one server stream of numbered chunks (16 B, 1 KiB, 64 KiB of data),
+ *    against the raw one-way floor: the same number and sizes of transport
+ *    messages sent back to back (raw.h); messages per second, each message
+ *    checked as it arrives (sequence number, size, a few bytes of content;
+ *    every byte of one message in RAW_FULL_CHECK), on both sides alike;
+ *  - async unary echoes of 16 B with 64 in flight on one channel, each
+ *    completion starting the next; calls per second, beside the unary
+ *    lines' 16 B numbers (there is no raw pipelined echo to compare with).
  * A default run repeats each case and reports medians. */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -29,12 +40,18 @@
  * 65,504 payload bytes, so the raw floor sends the same message sizes. */
 #define HEADER 32u
 #define FRAG_PAYLOAD (65536u - HEADER)
+/* Calls in flight in the async case. */
+#define ASYNC_IN_FLIGHT 64
+/* Largest chunk the Stream method sends (its data is in call memory). */
+#define MAX_CHUNK (1024u * 1024u)
 
 /* ---- the duct server process ---- */
 
 /* Counts every allocation duct's library makes in the server process:
  * duct_set_allocator routes all of them here. */
 static atomic_ullong n_allocs;
+/* The bench's own process counts too (its duct client), through the same
+ * allocator. */
 static duct__mutex quit_mu;
 static duct__cond quit_cv;
 static int quit_requested;
@@ -78,10 +95,35 @@ static duct_code on_quit(duct_ctx *ctx, const Bench__Empty *req, Bench__Empty *r
   return DUCT_OK;
 }
 
+/* `count` chunks of `size` bytes back to back. The data is laid out once in
+ * call memory; only the sequence number changes, so the handler costs
+ * little more than the raw server's loop and what is measured is duct's
+ * path. */
+static duct_code on_stream(duct_ctx *ctx, const Bench__StreamRequest *req, duct_stream *out) {
+  if (req->size > MAX_CHUNK)
+    return duct_ctx_fail(ctx, DUCT_INVALID_ARGUMENT, "size %u is over %u", (unsigned)req->size,
+                         MAX_CHUNK);
+  uint8_t *data = duct_ctx_alloc(ctx, req->size ? req->size : 1);
+  if (!data)
+    return DUCT_RESOURCE_EXHAUSTED;
+  raw_fill(data, req->size, 0);
+  Bench__Chunk c = BENCH__CHUNK__INIT;
+  c.data.data = data;
+  c.data.len = req->size;
+  for (uint64_t seq = 1; seq <= req->count; seq++) {
+    c.seq = seq;
+    duct_code rc = duct_stream_send(out, &c.base, -1);
+    if (rc != DUCT_OK)
+      return rc; /* the client cancelled or left */
+  }
+  return DUCT_OK;
+}
+
+static const duct_allocator counting = {count_malloc, count_realloc, count_free, NULL};
+
 static int duct_server_main(const char *address) {
-  static const duct_allocator counting = {count_malloc, count_realloc, count_free, NULL};
   static const bench_echoer_handlers handlers = {
-      .echo = on_echo, .get_stats = on_stats, .quit = on_quit};
+      .echo = on_echo, .get_stats = on_stats, .quit = on_quit, .stream = on_stream};
   duct_set_allocator(&counting);
   duct__mutex_init(&quit_mu);
   duct__cond_init(&quit_cv);
@@ -143,10 +185,9 @@ static size_t varint_len(size_t v) {
   return n;
 }
 
-/* The message sizes duct puts on the wire for an echo of `payload` bytes
- * (either direction: request and reply are the same Blob). */
-static int wire_sizes(size_t payload, size_t *sizes) {
-  size_t packed = payload ? 1 + varint_len(payload) + payload : 0;
+/* The transport messages (frames) duct sends for a message that packs to
+ * `packed` bytes (docs/PROTOCOL.md, "Fragmentation"). */
+static int frame_sizes(size_t packed, size_t *sizes) {
   int n = 0;
   do {
     size_t chunk = packed > FRAG_PAYLOAD ? FRAG_PAYLOAD : packed;
@@ -154,6 +195,18 @@ static int wire_sizes(size_t payload, size_t *sizes) {
     packed -= chunk;
   } while (packed > 0 && n < MAX_FRAGS);
   return n;
+}
+
+/* The message sizes duct puts on the wire for an echo of `payload` bytes
+ * (either direction: request and reply are the same Blob). */
+static int wire_sizes(size_t payload, size_t *sizes) {
+  return frame_sizes(payload ? 1 + varint_len(payload) + payload : 0, sizes);
+}
+
+/* The same for one Chunk of a stream (STREAM_DATA frames): a fixed64
+ * sequence number (never 0) and `payload` bytes of data. */
+static int chunk_wire_sizes(size_t payload, size_t *sizes) {
+  return frame_sizes(9 + (payload ? 1 + varint_len(payload) + payload : 0), sizes);
 }
 
 static void gate_arrive_and_wait(gate *g) {
@@ -279,6 +332,8 @@ static uint64_t server_allocs(duct_channel *ch) {
   return n;
 }
 
+static uint64_t client_allocs(void) { return atomic_load(&n_allocs); }
+
 typedef struct result {
   double p50_us, p99_us, calls_per_s, allocs_per_call;
   int errors;
@@ -345,13 +400,281 @@ static double median(double *v, int n) {
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+/* ---- mode=stream: one server stream against the raw one-way floor ---- */
+
+/* What one run of a stream or async case gives. */
+typedef struct flow_result {
+  double per_s;                        /* messages (stream) or calls (async) per second */
+  double p50_us, p99_us;               /* async: each call, start to completion */
+  double server_allocs, client_allocs; /* per message or call */
+  long errors;
+} flow_result;
+
+/* One chunk as duct's client receives it, checked as raw_frag_ok checks a
+ * raw message: sequence number, size, three bytes of the data, and all of
+ * it in every RAW_FULL_CHECK-th chunk (ref: the data as sent). */
+static int chunk_ok(const Bench__Chunk *c, uint64_t seq, size_t size, const uint8_t *ref) {
+  if (c->seq != seq || c->data.len != size)
+    return 0;
+  if (size == 0)
+    return 1;
+  const uint8_t *d = c->data.data;
+  if (seq % RAW_FULL_CHECK == 0)
+    return memcmp(d, ref, size) == 0;
+  return d[0] == ref[0] && d[size / 2] == ref[size / 2] && d[size - 1] == ref[size - 1];
+}
+
+static flow_result stream_raw(const char *raw_addr, size_t payload, uint32_t count,
+                              uint32_t warmup) {
+  flow_result r = {0};
+  size_t sizes[MAX_FRAGS];
+  int n = chunk_wire_sizes(payload, sizes);
+  uint8_t *rx = malloc(RAW_MAX_MSG);
+  raw_client *c = raw_connect(raw_addr, 20000);
+  if (!rx || !c) {
+    fprintf(stderr, "duct-bench: raw: cannot connect or allocate\n");
+    r.errors = 1;
+    goto out;
+  }
+  /* The end message is the size of duct's final RESPONSE: a bare header. */
+  if (raw_oneway(c, warmup, sizes, n, HEADER, rx) != 0)
+    r.errors++;
+  uint64_t t0 = bench_now_ns();
+  long bad = raw_oneway(c, count, sizes, n, HEADER, rx);
+  uint64_t t1 = bench_now_ns();
+  if (bad != 0) {
+    fprintf(stderr, "duct-bench: raw stream: %s\n",
+            bad < 0 ? "broke or came out of step" : "messages differ from those sent");
+    r.errors += bad < 0 ? 1 : bad;
+  }
+  r.per_s = (double)count / ((double)(t1 - t0) / 1e9);
+out:
+  raw_close(c, 0);
+  free(rx);
+  return r;
+}
+
+/* One whole stream of `count` chunks: started, every chunk received and
+ * checked, finished. Returns the number of bad chunks, -1 if the stream
+ * failed or did not deliver `count` chunks. */
+static long stream_once(duct_channel *ch, size_t payload, uint32_t count, const uint8_t *ref) {
+  Bench__StreamRequest req = BENCH__STREAM_REQUEST__INIT;
+  req.count = count;
+  req.size = (uint32_t)payload;
+  bench_echoer_stream_stream *st;
+  duct_code rc = bench_echoer_stream(ch, &req, NULL, &st);
+  if (rc != DUCT_OK) {
+    fprintf(stderr, "duct-bench: the stream did not start: %s\n", duct_code_name(rc));
+    return -1;
+  }
+  long bad = 0;
+  uint64_t seq = 0;
+  Bench__Chunk *c;
+  while (bench_echoer_stream_recv(st, &c, -1) == DUCT_OK && c) {
+    bad += !chunk_ok(c, ++seq, payload, ref);
+    bench__chunk__free_unpacked(c, NULL);
+  }
+  duct_status status;
+  rc = bench_echoer_stream_finish(st, &status);
+  if (rc != DUCT_OK || seq != count) {
+    fprintf(stderr, "duct-bench: the stream ended with %s after %llu of %u chunks: %s\n",
+            duct_code_name(rc), (unsigned long long)seq, (unsigned)count, status.message);
+    return -1;
+  }
+  return bad;
+}
+
+static flow_result stream_duct(duct_channel *ch, size_t payload, uint32_t count, uint32_t warmup) {
+  flow_result r = {0};
+  uint8_t *ref = malloc(payload ? payload : 1);
+  if (!ref) {
+    r.errors = 1;
+    return r;
+  }
+  raw_fill(ref, payload, 0);
+  if (stream_once(ch, payload, warmup, ref) != 0)
+    r.errors++;
+  uint64_t a0 = server_allocs(ch), c0 = client_allocs();
+  uint64_t t0 = bench_now_ns();
+  long bad = stream_once(ch, payload, count, ref);
+  uint64_t t1 = bench_now_ns();
+  uint64_t c1 = client_allocs(), a1 = server_allocs(ch);
+  if (bad > 0)
+    fprintf(stderr, "duct-bench: %ld stream chunks differ from those sent\n", bad);
+  r.errors += bad < 0 ? 1 : bad;
+  r.per_s = (double)count / ((double)(t1 - t0) / 1e9);
+  r.server_allocs = (double)(a1 - a0) / count;
+  r.client_allocs = (double)(c1 - c0) / count;
+  free(ref);
+  return r;
+}
+
+/* ---- mode=async: pipelined unary calls on one channel ---- */
+
+typedef struct async_run async_run;
+
+/* One of the calls in flight; a completion starts the next call on the
+ * same slot, so the request buffer is free again by then. */
+typedef struct slot {
+  async_run *run;
+  uint64_t call; /* which call of the run the slot carries now */
+  uint64_t t0;
+  uint8_t *buf; /* the request's data: the call number, then the pattern */
+} slot;
+
+struct async_run {
+  duct_channel *ch;
+  size_t payload;
+  uint64_t total;
+  double *lat_us; /* total entries, by call number */
+  duct__mutex mu;
+  duct__cond cv;
+  uint64_t started, ended; /* under mu */
+  int stop;                /* under mu: a call did not start; start no more */
+  long bad;                /* under mu */
+  slot slots[ASYNC_IN_FLIGHT];
+};
+
+static void async_start(slot *s, uint64_t call);
+
+/* Under r->mu: every started call has ended and none is left to start. */
+static int async_finished(const async_run *r) {
+  return r->ended == r->started && (r->started == r->total || r->stop);
+}
+
+/* The completion (on the channel's completion thread): checks the reply
+ * against the request, then starts the next call on this slot. */
+static void async_done(void *user, duct_code code, ProtobufCMessage *reply,
+                       const duct_status *status) {
+  slot *s = user;
+  async_run *r = s->run;
+  r->lat_us[s->call] = (double)(bench_now_ns() - s->t0) / 1000.0;
+  const Bench__Blob *b = (const Bench__Blob *)reply;
+  int ok = code == DUCT_OK && b->data.len == r->payload &&
+           memcmp(b->data.data, s->buf, r->payload) == 0;
+  if (code != DUCT_OK)
+    fprintf(stderr, "duct-bench: async echo failed: %s: %s\n", duct_code_name(code),
+            status->message);
+  if (reply)
+    bench__blob__free_unpacked((Bench__Blob *)reply, NULL);
+  uint64_t next = UINT64_MAX;
+  duct__mutex_lock(&r->mu);
+  r->ended++;
+  r->bad += !ok;
+  if (!r->stop && r->started < r->total)
+    next = r->started++;
+  /* Only the last completion wakes the main thread: a wake-up per call
+   * would cost a context switch per call on a pinned run. */
+  if (async_finished(r))
+    duct__cond_broadcast(&r->cv);
+  duct__mutex_unlock(&r->mu);
+  if (next != UINT64_MAX)
+    async_start(s, next);
+}
+
+/* Starts call number `call` on slot s. A call that does not start ends the
+ * run: its callback never runs (duct/client.h), so it is counted here. */
+static void async_start(slot *s, uint64_t call) {
+  async_run *r = s->run;
+  s->call = call;
+  memcpy(s->buf, &call, sizeof call);
+  Bench__Blob req = BENCH__BLOB__INIT;
+  req.data.data = s->buf;
+  req.data.len = r->payload;
+  s->t0 = bench_now_ns();
+  duct_code rc = bench_echoer_echo_async(r->ch, &req, NULL, async_done, s, NULL);
+  if (rc == DUCT_OK)
+    return;
+  fprintf(stderr, "duct-bench: async echo did not start: %s\n", duct_code_name(rc));
+  duct__mutex_lock(&r->mu);
+  r->stop = 1;
+  r->ended++;
+  r->bad++;
+  if (async_finished(r))
+    duct__cond_broadcast(&r->cv);
+  duct__mutex_unlock(&r->mu);
+}
+
+/* `total` echoes of `payload` bytes (at least 8: the call number),
+ * ASYNC_IN_FLIGHT at a time. Returns the bad replies (or calls that did
+ * not start); fills lat_us and *ns, the wall time from the first start to
+ * the last completion. */
+static long async_once(duct_channel *ch, size_t payload, uint64_t total, double *lat_us,
+                       uint64_t *ns) {
+  async_run *r = calloc(1, sizeof *r);
+  uint8_t *bufs = malloc(payload * ASYNC_IN_FLIGHT);
+  if (!r || !bufs) {
+    free(r);
+    free(bufs);
+    return 1;
+  }
+  r->ch = ch;
+  r->payload = payload;
+  r->total = total;
+  r->lat_us = lat_us;
+  duct__mutex_init(&r->mu);
+  duct__cond_init(&r->cv);
+  int k = total < ASYNC_IN_FLIGHT ? (int)total : ASYNC_IN_FLIGHT;
+  for (int i = 0; i < k; i++) {
+    r->slots[i].run = r;
+    r->slots[i].buf = bufs + (size_t)i * payload;
+    raw_fill(r->slots[i].buf, payload, (size_t)i);
+  }
+  r->started = (uint64_t)k; /* before the first completion can take more */
+  uint64_t t0 = bench_now_ns();
+  for (int i = 0; i < k; i++)
+    async_start(&r->slots[i], (uint64_t)i);
+  duct__mutex_lock(&r->mu);
+  while (!async_finished(r))
+    duct__cond_wait(&r->cv, &r->mu, -1);
+  /* Calls that were never started (after a failure) count as bad too. */
+  long bad = r->bad + (long)(r->total - r->started);
+  duct__mutex_unlock(&r->mu);
+  *ns = bench_now_ns() - t0;
+  duct__cond_destroy(&r->cv);
+  duct__mutex_destroy(&r->mu);
+  free(bufs);
+  free(r);
+  return bad;
+}
+
+static flow_result async_case(duct_channel *ch, size_t payload, uint32_t calls, uint32_t warmup) {
+  flow_result r = {0};
+  uint64_t ns;
+  double *lat = malloc(sizeof *lat * (calls > warmup ? calls : warmup));
+  if (!lat) {
+    r.errors = 1;
+    return r;
+  }
+  r.errors += async_once(ch, payload, warmup, lat, &ns);
+  uint64_t a0 = server_allocs(ch), c0 = client_allocs();
+  long bad = async_once(ch, payload, calls, lat, &ns);
+  uint64_t c1 = client_allocs(), a1 = server_allocs(ch);
+  if (bad)
+    fprintf(stderr, "duct-bench: %ld async replies differ from their requests\n", bad);
+  r.errors += bad;
+  r.per_s = (double)calls / ((double)ns / 1e9);
+  qsort(lat, calls, sizeof *lat, cmp_double);
+  r.p50_us = lat[calls / 2];
+  r.p99_us = lat[(size_t)calls * 99 / 100];
+  r.server_allocs = (double)(a1 - a0) / calls;
+  r.client_allocs = (double)(c1 - c0) / calls;
+  free(lat);
+  return r;
+}
+
 static void usage(const char *argv0) {
   fprintf(stderr,
-          "usage: %s [--quick | --smoke] [--reps N] [--calls-scale X]\n"
+          "usage: %s [--quick | --smoke] [--reps N] [--calls-scale X] [--only MODE]\n"
+          "          [--payload BYTES]\n"
           "  --quick        one repetition with fewer calls (under a minute)\n"
           "  --smoke        a handful of calls per case (the test suite's check)\n"
           "  --reps N       repetitions per case (default 3); medians are printed\n"
-          "  --calls-scale  multiply every case's call count by X\n",
+          "  --calls-scale  multiply every case's call and message count by X\n"
+          "  --only MODE    unary, stream or async: only those lines (async runs the\n"
+          "                16 B unary cases too, for its comparison); for profiling\n"
+          "  --payload B    only the cases of payload B (16, 1024, 65536, 1048576;\n"
+          "                async is 16 only); for profiling\n",
           argv0);
 }
 
@@ -360,12 +683,20 @@ int main(int argc, char **argv) {
     return raw_server_main(argv[2]);
   if (argc == 3 && !strcmp(argv[1], "--duct-server"))
     return duct_server_main(argv[2]);
+  duct_set_allocator(&counting); /* client_allocs_per_*: this process's duct */
 
   /* Calls per case: enough for a stable p50 in the default run. */
   static const size_t payloads[] = {16, 1024, 64 * 1024, 1024 * 1024};
   int calls[] = {20000, 20000, 4000, 300};
+  /* Stream messages per case: each stream lasts a few tenths of a second
+   * for duct in the default run; async calls likewise. */
+  static const size_t stream_payloads[] = {16, 1024, 64 * 1024};
+  int stream_msgs[] = {200000, 100000, 10000};
+  int async_calls = 100000;
   int reps = 3;
   double scale = 1.0;
+  const char *only = NULL;
+  size_t only_payload = 0; /* 0: every payload */
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--quick")) {
       reps = 1;
@@ -377,6 +708,12 @@ int main(int argc, char **argv) {
       reps = atoi(argv[++i]);
     } else if (!strcmp(argv[i], "--calls-scale") && i + 1 < argc) {
       scale = atof(argv[++i]);
+    } else if (!strcmp(argv[i], "--only") && i + 1 < argc &&
+               (!strcmp(argv[i + 1], "unary") || !strcmp(argv[i + 1], "stream") ||
+                !strcmp(argv[i + 1], "async"))) {
+      only = argv[++i];
+    } else if (!strcmp(argv[i], "--payload") && i + 1 < argc) {
+      only_payload = (size_t)strtoul(argv[++i], NULL, 10);
     } else {
       usage(argv[0]);
       return 64;
@@ -406,8 +743,17 @@ int main(int argc, char **argv) {
   }
 
   int failed = 0;
+  /* The 16 B unary medians, for the async line: raw and duct, 1 and 4
+   * clients. */
+  double small_raw[2] = {0, 0}, small_duct[2] = {0, 0};
   static const int client_counts[] = {1, MAX_CLIENTS};
+  int do_unary = !only || !strcmp(only, "unary"), do_stream = !only || !strcmp(only, "stream");
+  int do_async = (!only || !strcmp(only, "async")) && (!only_payload || only_payload == 16);
   for (size_t pi = 0; pi < sizeof payloads / sizeof *payloads; pi++) {
+    if (!do_unary && !(do_async && payloads[pi] == 16))
+      continue;
+    if (only_payload && payloads[pi] != only_payload)
+      continue;
     for (size_t ci = 0; ci < 2; ci++) {
       int clients = client_counts[ci];
       plan p = {payloads[pi], (int)(calls[pi] * scale), 0};
@@ -441,7 +787,73 @@ int main(int argc, char **argv) {
       fflush(stdout);
       if (errors)
         failed = 1;
+      if (p.payload == 16) {
+        small_raw[ci] = rt;
+        small_duct[ci] = dt;
+      }
     }
+  }
+
+  for (size_t pi = 0; do_stream && pi < sizeof stream_payloads / sizeof *stream_payloads; pi++) {
+    size_t payload = stream_payloads[pi];
+    if (only_payload && payload != only_payload)
+      continue;
+    uint32_t count = (uint32_t)(stream_msgs[pi] * scale);
+    if (count < 20)
+      count = 20;
+    uint32_t warmup = count / 10 + 2;
+    double rps[99], dps[99], sa[99], ca[99];
+    long errors = 0;
+    for (int rep = 0; rep < reps; rep++) {
+      flow_result rr = stream_raw(raw_addr, payload, count, warmup);
+      flow_result dr = stream_duct(ch, payload, count, warmup);
+      rps[rep] = rr.per_s;
+      dps[rep] = dr.per_s;
+      sa[rep] = dr.server_allocs;
+      ca[rep] = dr.client_allocs;
+      errors += rr.errors + dr.errors;
+    }
+    double rm = median(rps, reps), dm = median(dps, reps);
+    printf("bench transport=%s mode=stream payload=%zu messages=%u raw_msgs_per_s=%.0f "
+           "duct_msgs_per_s=%.0f msgs_ratio=%.3f server_allocs_per_msg=%.3f "
+           "client_allocs_per_msg=%.3f reps=%d errors=%ld\n",
+           raw_transport(), payload, (unsigned)count, rm, dm, dm / rm, median(sa, reps),
+           median(ca, reps), reps, errors);
+    fflush(stdout);
+    if (errors)
+      failed = 1;
+  }
+
+  if (do_async) {
+    uint32_t n = (uint32_t)(async_calls * scale);
+    if (n < 4 * ASYNC_IN_FLIGHT)
+      n = 4 * ASYNC_IN_FLIGHT;
+    uint32_t warmup = n / 10 + ASYNC_IN_FLIGHT;
+    double tp[99], p50[99], p99[99], sa[99], ca[99];
+    long errors = 0;
+    for (int rep = 0; rep < reps; rep++) {
+      flow_result ar = async_case(ch, 16, n, warmup);
+      tp[rep] = ar.per_s;
+      p50[rep] = ar.p50_us;
+      p99[rep] = ar.p99_us;
+      sa[rep] = ar.server_allocs;
+      ca[rep] = ar.client_allocs;
+      errors += ar.errors;
+    }
+    /* raw_calls_per_s: the raw echo floor of one client (one connection,
+     * one call at a time) at 16 B, from this run's unary lines; sync1 and
+     * sync4: duct's blocking unary calls there. */
+    double at = median(tp, reps);
+    printf("bench transport=%s mode=async payload=16 in_flight=%d calls=%u "
+           "duct_calls_per_s=%.0f raw_calls_per_s=%.0f throughput_ratio=%.3f "
+           "sync1_calls_per_s=%.0f sync4_calls_per_s=%.0f duct_p50_us=%.2f duct_p99_us=%.2f "
+           "server_allocs_per_call=%.3f client_allocs_per_call=%.3f reps=%d errors=%ld\n",
+           raw_transport(), ASYNC_IN_FLIGHT, (unsigned)n, at, small_raw[0], at / small_raw[0],
+           small_duct[0], small_duct[1], median(p50, reps), median(p99, reps), median(sa, reps),
+           median(ca, reps), reps, errors);
+    fflush(stdout);
+    if (errors)
+      failed = 1;
   }
 
   /* Both servers exit on request; the waits below reap them. */

@@ -53,6 +53,29 @@ static void set_sndbuf(int fd) {
 
 static const char *server_path;
 
+/* One-way mode (raw.h): the messages go out back to back from two buffers
+ * laid out once (a first fragment, whose sequence number is rewritten per
+ * message, and the others), so the server does nothing but send. */
+static int serve_oneway(int fd, uint8_t *buf, size_t len) {
+  uint32_t count;
+  size_t sizes[RAW_MAX_FRAGS], end;
+  int n;
+  if (raw_oneway_parse(buf, len, &count, sizes, &n, &end) != 0)
+    return -1;
+  uint8_t *first = buf, *rest = buf + RAW_MAX_MSG;
+  raw_fill(first, RAW_MAX_MSG, 0);
+  raw_fill(rest, RAW_MAX_MSG, 0);
+  first[0] = rest[0] = 'D';
+  for (uint64_t seq = 1; seq <= count; seq++) {
+    memcpy(first + 1, &seq, 8);
+    for (int i = 0; i < n; i++)
+      if (send(fd, i ? rest : first, sizes[i], MSG_NOSIGNAL) != (ssize_t)sizes[i])
+        return -1;
+  }
+  rest[0] = 'E';
+  return send(fd, rest, end, MSG_NOSIGNAL) == (ssize_t)end ? 0 : -1;
+}
+
 static void *serve(void *arg) {
   int fd = (int)(intptr_t)arg;
   uint8_t *buf = malloc(RAW_MAX_REQUEST);
@@ -70,13 +93,19 @@ static void *serve(void *arg) {
         unlink(server_path);
         _exit(0);
       }
+      if (n == 0 && buf[0] == 'S') {
+        if (serve_oneway(fd, buf, (size_t)r) != 0)
+          goto out;
+        n = -1; /* nothing to echo */
+        break;
+      }
       sizes[n++] = (size_t)r;
       off += (size_t)r;
       if (buf[off - (size_t)r] == 'L')
         break;
     }
     off = 0;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n; i++) { /* n is -1 after a one-way run */
       if (send(fd, buf + off, sizes[i], MSG_NOSIGNAL) != (ssize_t)sizes[i])
         goto out;
       off += sizes[i];
@@ -156,6 +185,29 @@ int raw_echo(raw_client *c, const uint8_t *tx, const size_t *sizes, int n, uint8
     off += sizes[i];
   }
   return 0;
+}
+
+long raw_oneway(raw_client *c, uint32_t count, const size_t *sizes, int n, size_t end_size,
+                uint8_t *rx) {
+  uint8_t req[13 + 4 * RAW_MAX_FRAGS];
+  size_t len = raw_oneway_request(req, count, sizes, n, end_size);
+  if (send(c->fd, req, len, MSG_NOSIGNAL) != (ssize_t)len)
+    return -1;
+  long bad = 0;
+  for (uint64_t seq = 1; seq <= count; seq++) {
+    int ok = 1, full = seq % RAW_FULL_CHECK == 0;
+    for (int i = 0; i < n; i++) {
+      ssize_t r = recv(c->fd, rx, RAW_MAX_MSG, 0);
+      if (r <= 0)
+        return -1;
+      ok &= raw_frag_ok(rx, (size_t)r, sizes[i], i, seq, full);
+    }
+    bad += !ok;
+  }
+  /* A lost or extra message shows here at the latest: the stream is out
+   * of step with its end. */
+  ssize_t r = recv(c->fd, rx, RAW_MAX_MSG, 0);
+  return r == (ssize_t)end_size && rx[0] == 'E' ? bad : -1;
 }
 
 void raw_close(raw_client *c, int quit_server) {

@@ -35,6 +35,34 @@ void raw_address(char *buf, size_t cap) {
   snprintf(buf, cap, "\\\\.\\pipe\\duct-bench-raw-%lu", (unsigned long)GetCurrentProcessId());
 }
 
+static int write_msg(HANDLE h, const uint8_t *p, size_t n) {
+  DWORD wrote = 0;
+  return WriteFile(h, p, (DWORD)n, &wrote, NULL) && wrote == n ? 0 : -1;
+}
+
+/* One-way mode (raw.h): the messages go out back to back from two buffers
+ * laid out once (a first fragment, whose sequence number is rewritten per
+ * message, and the others), so the server does nothing but write. */
+static int serve_oneway(HANDLE h, uint8_t *buf, size_t len) {
+  uint32_t count;
+  size_t sizes[RAW_MAX_FRAGS], end;
+  int n;
+  if (raw_oneway_parse(buf, len, &count, sizes, &n, &end) != 0)
+    return -1;
+  uint8_t *first = buf, *rest = buf + RAW_MAX_MSG;
+  raw_fill(first, RAW_MAX_MSG, 0);
+  raw_fill(rest, RAW_MAX_MSG, 0);
+  first[0] = rest[0] = 'D';
+  for (uint64_t seq = 1; seq <= count; seq++) {
+    memcpy(first + 1, &seq, 8);
+    for (int i = 0; i < n; i++)
+      if (write_msg(h, i ? rest : first, sizes[i]) != 0)
+        return -1;
+  }
+  rest[0] = 'E';
+  return write_msg(h, rest, end);
+}
+
 static DWORD WINAPI serve(void *arg) {
   HANDLE h = arg;
   uint8_t *buf = malloc(RAW_MAX_REQUEST);
@@ -50,15 +78,20 @@ static DWORD WINAPI serve(void *arg) {
         goto out;
       if (buf[off] == 'Q')
         ExitProcess(0);
+      if (n == 0 && buf[0] == 'S') {
+        if (serve_oneway(h, buf, got) != 0)
+          goto out;
+        n = -1; /* nothing to echo */
+        break;
+      }
       sizes[n++] = got;
       off += got;
       if (buf[off - got] == 'L')
         break;
     }
     off = 0;
-    for (int i = 0; i < n; i++) {
-      DWORD wrote = 0;
-      if (!WriteFile(h, buf + off, (DWORD)sizes[i], &wrote, NULL) || wrote != sizes[i])
+    for (int i = 0; i < n; i++) { /* n is -1 after a one-way run */
+      if (write_msg(h, buf + off, sizes[i]) != 0)
         goto out;
       off += sizes[i];
     }
@@ -135,6 +168,30 @@ int raw_echo(raw_client *c, const uint8_t *tx, const size_t *sizes, int n, uint8
     off += sizes[i];
   }
   return 0;
+}
+
+long raw_oneway(raw_client *c, uint32_t count, const size_t *sizes, int n, size_t end_size,
+                uint8_t *rx) {
+  uint8_t req[13 + 4 * RAW_MAX_FRAGS];
+  size_t len = raw_oneway_request(req, count, sizes, n, end_size);
+  DWORD got = 0;
+  if (write_msg(c->h, req, len) != 0)
+    return -1;
+  long bad = 0;
+  for (uint64_t seq = 1; seq <= count; seq++) {
+    int ok = 1, full = seq % RAW_FULL_CHECK == 0;
+    for (int i = 0; i < n; i++) {
+      if (!ReadFile(c->h, rx, RAW_MAX_MSG, &got, NULL) || got == 0)
+        return -1;
+      ok &= raw_frag_ok(rx, got, sizes[i], i, seq, full);
+    }
+    bad += !ok;
+  }
+  /* A lost or extra message shows here at the latest: the stream is out
+   * of step with its end. */
+  if (!ReadFile(c->h, rx, RAW_MAX_MSG, &got, NULL) || got != end_size || rx[0] != 'E')
+    return -1;
+  return bad;
 }
 
 void raw_close(raw_client *c, int quit_server) {

@@ -233,23 +233,30 @@ static size_t iov_len(const duct__iov *iov, int n) {
  * from an earlier burst that fits (so a reply's short last frame does not
  * take a node its full frames need), else a new one. */
 static duct__qnode *take_node(duct__conn *c, size_t len) {
+  /* Powers of two from 256 bytes: few sizes, so spares fit later
+   * messages of similar length (a full frame is exactly 64 KiB). */
+  size_t cap = 256;
+  while (cap < len)
+    cap *= 2;
+  /* Every node's cap is such a power, so one of exactly `cap` is the best
+   * fit and ends the search: a stream of small messages leaves thousands
+   * of spares, and a walk over all of them per message cost more than
+   * the message's sendmsg (docs/BENCHMARKS.md, "Streams and async
+   * calls"). */
   duct__qnode **best = NULL;
   for (duct__qnode **pp = &c->spare; *pp; pp = &(*pp)->next)
-    if ((*pp)->cap >= len && (!best || (*pp)->cap < (*best)->cap))
+    if ((*pp)->cap >= len && (!best || (*pp)->cap < (*best)->cap)) {
       best = pp;
+      if ((*pp)->cap == cap)
+        break;
+    }
   duct__qnode *q = NULL;
   if (best) {
     q = *best;
     *best = q->next;
     c->spare_bytes -= q->cap;
-  } else {
-    /* Powers of two from 256 bytes: few sizes, so spares fit later
-     * messages of similar length (a full frame is exactly 64 KiB). */
-    size_t cap = 256;
-    while (cap < len)
-      cap *= 2;
-    if ((q = duct__malloc(sizeof *q + cap)) != NULL)
-      q->cap = cap;
+  } else if ((q = duct__malloc(sizeof *q + cap)) != NULL) {
+    q->cap = cap;
   }
   if (q) {
     q->next = NULL;
