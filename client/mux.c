@@ -29,6 +29,7 @@ typedef struct mlink mlink;
 /* A message of the server's stream waiting for recv; bytes follow. */
 typedef struct rxn {
   struct rxn *next;
+  size_t cap;
   size_t len;
 } rxn;
 
@@ -75,6 +76,8 @@ struct mlink {
   size_t txcap;
   uint32_t next_id; /* under tx_mu */
   int dead;         /* under mx->mu: no new call may use it */
+  rxn *spare;       /* under mx->mu: taken messages' nodes, for reuse */
+  size_t spare_bytes;
   struct duct_call *buckets[NBUCKET]; /* under mx->mu */
 };
 
@@ -98,6 +101,11 @@ static void ml_unref(mlink *ml) {
   if (atomic_fetch_sub(&ml->refs, 1) != 1)
     return;
   duct__clink_free(ml->k);
+  while (ml->spare) {
+    rxn *n = ml->spare;
+    ml->spare = n->next;
+    duct__free(n);
+  }
   duct__free(ml->txbuf);
   duct__mutex_destroy(&ml->tx_mu);
   duct__free(ml);
@@ -152,6 +160,41 @@ static void ml_ctl(mlink *ml, uint8_t type, uint32_t id, uint32_t credit) {
   if (ml->k->t->link_send(ml->k->l, &iov, 1, -1) != DUCT_OK)
     ml_kill(ml);
   duct__mutex_unlock(&ml->tx_mu);
+}
+
+/* Nodes for stream messages are kept for reuse, up to the stream window's
+ * worth per connection: allocating and freeing one per message made
+ * glibc hand large blocks back to the kernel and fault them in again, one
+ * madvise and sixteen page faults per 64 KiB message. */
+#define RX_SPARE_MAX ((size_t)DUCT__STREAM_WINDOW * 2)
+
+/* Under mx->mu: a node for len bytes. */
+static rxn *rxn_take(mlink *ml, size_t len) {
+  for (rxn **pp = &ml->spare; *pp; pp = &(*pp)->next)
+    if ((*pp)->cap >= len) {
+      rxn *n = *pp;
+      *pp = n->next;
+      ml->spare_bytes -= n->cap;
+      return n;
+    }
+  size_t cap = 256;
+  while (cap < len)
+    cap *= 2;
+  rxn *n = duct__malloc(sizeof *n + cap);
+  if (n)
+    n->cap = cap;
+  return n;
+}
+
+/* Under mx->mu: a taken message's node goes back. */
+static void rxn_give(mlink *ml, rxn *n) {
+  if (ml->spare_bytes + n->cap > RX_SPARE_MAX) {
+    duct__free(n);
+    return;
+  }
+  n->next = ml->spare;
+  ml->spare = n;
+  ml->spare_bytes += n->cap;
 }
 
 /* ---- calls ---- */
@@ -299,7 +342,7 @@ static int on_message(mlink *ml, const duct__msg *m, duct_code rc, const char **
       *why = "STREAM_DATA beyond the stream's credit";
       return -1;
     }
-    rxn *n = rc == DUCT_OK ? duct__malloc(sizeof *n + m->len) : NULL;
+    rxn *n = rc == DUCT_OK ? rxn_take(ml, m->len) : NULL;
     if (!n) {
       end_locked(c, DUCT_RESOURCE_EXHAUSTED,
                  rc == DUCT_OK ? "out of memory for a stream message"
@@ -888,7 +931,9 @@ duct_code duct_client_stream_recv(duct_client_stream *st, ProtobufCMessage **msg
   if (grant && !ended)
     ml_ctl(c->ml, DUCT__CREDIT, c->id, grant);
   *msg = protobuf_c_message_unpack(c->m->output, c->alloc, n->len, (const uint8_t *)(n + 1));
-  duct__free(n);
+  duct__mutex_lock(&mx->mu);
+  rxn_give(c->ml, n);
+  duct__mutex_unlock(&mx->mu);
   if (!*msg) {
     duct__log(&mx->ch->log, DUCT_LOG_WARN, "%s: a stream message does not parse as %s",
               c->m->name, c->m->output->name);
@@ -930,7 +975,7 @@ duct_code duct_client_stream_finish(duct_client_stream *st, ProtobufCMessage **r
       rxn *n = c->rxhead;
       c->rxhead = n->next;
       grant += duct__flow_taken(&c->rx, n->len);
-      duct__free(n);
+      rxn_give(c->ml, n);
     }
     c->rxtail = NULL;
     if (grant) {
