@@ -476,6 +476,18 @@ out:
 
 /* ---- the mux ---- */
 
+/* Runs an ended async call's callback (no lock held) and drops the
+ * completion queue's reference. */
+static void run_done(struct duct_call *c) {
+  duct_status st;
+  st.code = c->code;
+  duct__utf8_format(st.message, sizeof st.message, "%s", c->text ? c->text : "");
+  ProtobufCMessage *r = c->reply;
+  c->reply = NULL; /* the callback's now */
+  c->done(c->user, c->code, r, &st);
+  call_unref(c);
+}
+
 /* The dispatcher: ends calls whose deadline passed (telling the server),
  * and runs completion callbacks unless the application dispatches. */
 static void disp_main(void *arg) {
@@ -500,13 +512,7 @@ static void disp_main(void *arg) {
       if (!(mx->qhead = c->qnext))
         mx->qtail = NULL;
       duct__mutex_unlock(&mx->mu);
-      duct_status st;
-      st.code = c->code;
-      duct__utf8_format(st.message, sizeof st.message, "%s", c->text ? c->text : "");
-      ProtobufCMessage *r = c->reply;
-      c->reply = NULL; /* the callback's now */
-      c->done(c->user, c->code, r, &st);
-      call_unref(c);
+      run_done(c);
       duct__mutex_lock(&mx->mu);
       continue;
     }
@@ -640,13 +646,7 @@ void duct__mux_free(struct duct__mux *mx) {
   while (mx->qhead) {
     struct duct_call *c = mx->qhead;
     mx->qhead = c->qnext;
-    duct_status st;
-    st.code = c->code;
-    duct__utf8_format(st.message, sizeof st.message, "%s", c->text ? c->text : "");
-    ProtobufCMessage *r = c->reply;
-    c->reply = NULL;
-    c->done(c->user, c->code, r, &st);
-    call_unref(c);
+    run_done(c);
   }
   if (mx->manual)
     duct__notifier_destroy(&mx->nt);
@@ -803,13 +803,7 @@ int duct_channel_dispatch(duct_channel *ch) {
     if (!(mx->qhead = c->qnext))
       mx->qtail = NULL;
     duct__mutex_unlock(&mx->mu);
-    duct_status st;
-    st.code = c->code;
-    duct__utf8_format(st.message, sizeof st.message, "%s", c->text ? c->text : "");
-    ProtobufCMessage *r = c->reply;
-    c->reply = NULL;
-    c->done(c->user, c->code, r, &st);
-    call_unref(c);
+    run_done(c);
     ran++;
     duct__mutex_lock(&mx->mu);
   }
