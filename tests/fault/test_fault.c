@@ -18,6 +18,8 @@
  *   every stage of a call; slow peers are cut off after the idle timeout
  *   while others are served; 32 clients connect at once (ERROR_PIPE_BUSY on
  *   Windows); a stale socket file is replaced, a regular file never is.
+ * - A stream message the server cannot take cancels its call, so the
+ *   holder of a kept stream hears of it.
  *
  * `test_fault NAME` runs only the test NAME (ctest runs each on its own). */
 #include <setjmp.h>
@@ -132,6 +134,9 @@ static struct {
   int sleeping;     /* Sleep handlers inside */
   int released;     /* lets every Sleep handler return */
   long handler_runs;
+  int streams;      /* streaming handlers inside */
+  int kept;         /* kept streams not yet finished */
+  long cancels;     /* cancel callbacks that ran */
 } hs;
 
 static duct_code h_echo(duct_ctx *ctx, const Duct__Test__Blob *req, Duct__Test__Blob *reply) {
@@ -191,9 +196,139 @@ static duct_code h_empty(duct_ctx *ctx, const Duct__Test__Empty *req, Duct__Test
   return DUCT_OK;
 }
 
+/* ---- streaming handlers, written as an application writes them: they
+ * wait in duct_stream_send and duct_stream_recv without a limit, and
+ * rely on cancellation (the client gone, its deadline, a stop) to end
+ * those waits. ---- */
+
+static void h_cancelled(duct_ctx *ctx, void *user) {
+  (void)ctx;
+  (void)user;
+  duct__mutex_lock(&hs.mu);
+  hs.cancels++;
+  duct__cond_broadcast(&hs.cv);
+  duct__mutex_unlock(&hs.mu);
+}
+
+static void stream_enter(duct_ctx *ctx) {
+  duct__mutex_lock(&hs.mu);
+  hs.streams++;
+  duct__mutex_unlock(&hs.mu);
+  duct_ctx_on_cancel(ctx, h_cancelled, NULL);
+}
+
+static duct_code stream_leave(duct_code rc) {
+  duct__mutex_lock(&hs.mu);
+  hs.streams--;
+  duct__cond_broadcast(&hs.cv);
+  duct__mutex_unlock(&hs.mu);
+  return rc;
+}
+
+/* n = 0..count-1, each with size bytes of padding. */
+static duct_code h_range(duct_ctx *ctx, const Duct__Test__RangeRequest *req, duct_stream *out) {
+  stream_enter(ctx);
+  Duct__Test__Seq m = DUCT__TEST__SEQ__INIT;
+  m.pad.len = req->size;
+  m.pad.data = req->size ? duct_ctx_alloc(ctx, req->size) : NULL;
+  if (req->size && !m.pad.data)
+    return stream_leave(duct_ctx_fail(ctx, DUCT_RESOURCE_EXHAUSTED, "no memory for padding"));
+  if (req->size)
+    memset(m.pad.data, 'x', req->size);
+  duct_code rc = DUCT_OK;
+  for (uint64_t i = 0; i < req->count && rc == DUCT_OK; i++) {
+    m.n = i;
+    rc = duct_stream_send(out, &m.base, req->timeout_ms);
+  }
+  return stream_leave(rc);
+}
+
+static duct_code h_sum(duct_ctx *ctx, duct_stream *in, Duct__Test__SumReply *reply) {
+  stream_enter(ctx);
+  reply->in_order = 1;
+  for (;;) {
+    ProtobufCMessage *pm;
+    duct_code rc = duct_stream_recv(in, &pm, -1);
+    if (rc != DUCT_OK)
+      return stream_leave(rc);
+    if (!pm)
+      return stream_leave(DUCT_OK);
+    Duct__Test__Seq *m = (Duct__Test__Seq *)pm;
+    reply->in_order = reply->in_order && m->n == reply->count;
+    reply->count++;
+    reply->sum += m->n;
+    duct__test__seq__free_unpacked(m, NULL);
+  }
+}
+
+/* Kept streams: finished by their holder when cancelled. */
+typedef struct kept_stream {
+  duct_stream *st;
+} kept_stream;
+
+static void kept_cancelled(duct_ctx *ctx, void *user) {
+  kept_stream *k = user;
+  h_cancelled(ctx, NULL);
+  duct_stream_finish(k->st, DUCT_CANCELLED, "released");
+  duct__mutex_lock(&hs.mu);
+  hs.kept--;
+  duct__cond_broadcast(&hs.cv);
+  duct__mutex_unlock(&hs.mu);
+}
+
+static duct_code keep_stream(duct_ctx *ctx, duct_stream *st) {
+  kept_stream *k = duct_ctx_alloc(ctx, sizeof *k);
+  if (!k)
+    return DUCT_RESOURCE_EXHAUSTED;
+  k->st = st;
+  duct_stream_keep(st);
+  duct__mutex_lock(&hs.mu);
+  hs.kept++;
+  duct__cond_broadcast(&hs.cv);
+  duct__mutex_unlock(&hs.mu);
+  duct_ctx_on_cancel(ctx, kept_cancelled, k);
+  return DUCT_OK;
+}
+
+/* Echoes each message; one whose padding starts with 'k' makes the
+ * handler keep the stream (unread from then on) and return. */
+static duct_code h_chat(duct_ctx *ctx, duct_stream *st) {
+  stream_enter(ctx);
+  for (;;) {
+    ProtobufCMessage *pm;
+    duct_code rc = duct_stream_recv(st, &pm, -1);
+    if (rc != DUCT_OK || !pm)
+      return stream_leave(rc);
+    Duct__Test__Seq *m = (Duct__Test__Seq *)pm;
+    if (m->pad.len && m->pad.data[0] == 'k') {
+      duct__test__seq__free_unpacked(m, NULL);
+      duct_ctx_on_cancel(ctx, NULL, NULL);
+      return stream_leave(keep_stream(ctx, st));
+    }
+    rc = duct_stream_send(st, pm, -1);
+    duct__test__seq__free_unpacked(m, NULL);
+    if (rc != DUCT_OK)
+      return stream_leave(rc);
+  }
+}
+
+static duct_code h_subscribe(duct_ctx *ctx, const Duct__Test__Empty *req, duct_stream *out) {
+  (void)req;
+  return keep_stream(ctx, out);
+}
+
+static duct_code h_publish(duct_ctx *ctx, const Duct__Test__Seq *req, Duct__Test__Empty *reply) {
+  (void)ctx;
+  (void)req;
+  (void)reply;
+  return DUCT_OK;
+}
+
 static const duct_test_probe_handlers handlers = {
     .echo = h_echo, .sleep = h_sleep, .fail = h_fail, .get_stats = h_stats,
     .whoami = h_whoami, .shutdown = h_empty, .forbidden = h_empty,
+    .range = h_range, .subscribe = h_subscribe, .publish = h_publish, .sum = h_sum,
+    .chat = h_chat,
 };
 
 /* duct's log lines are expected here by the hundred; DUCT_FAULT_VERBOSE=1
@@ -212,6 +347,15 @@ static const char *next_address(const char *tag) {
   snprintf(t, sizeof t, "fault-%s-%d", tag, ++address_seq);
   snprintf(address, sizeof address, "%s", test_address(t));
   return address;
+}
+
+static duct_server *server_start_with(const char *addr, const duct_server_opts *o) {
+  duct_server *s;
+  assert_int_equal(duct__server_new_with(o, &fault_transport, &s), DUCT_OK);
+  assert_int_equal(duct_test_probe_register(s, &handlers, NULL), DUCT_OK);
+  assert_int_equal(duct_server_listen(s, addr), DUCT_OK);
+  assert_int_equal(duct_server_start(s), DUCT_OK);
+  return s;
 }
 
 static duct_server *server_start(const char *addr, uint32_t idle_ms) {
@@ -938,6 +1082,110 @@ static void test_connect_storm(void **state) {
   assert_no_leak();
 }
 
+/* ==== streams and async calls ==== */
+
+/* Waits (bounded) until no streaming handler runs and no kept stream is
+ * left: whatever ended a call, its handler heard of it. */
+static void wait_streams_gone(void) {
+  int64_t until = duct__now_ms() + 20000;
+  duct__mutex_lock(&hs.mu);
+  while ((hs.streams || hs.kept) && duct__now_ms() < until)
+    duct__cond_wait(&hs.cv, &hs.mu, until);
+  int streams = hs.streams, kept = hs.kept;
+  duct__mutex_unlock(&hs.mu);
+  if (streams || kept)
+    fail_msg("%d streaming handler(s) still running, %d kept stream(s) never released", streams,
+             kept);
+}
+
+static void wait_kept(int n) {
+  int64_t until = duct__now_ms() + 20000;
+  duct__mutex_lock(&hs.mu);
+  while (hs.kept != n && duct__now_ms() < until)
+    duct__cond_wait(&hs.cv, &hs.mu, until);
+  int now = hs.kept;
+  duct__mutex_unlock(&hs.mu);
+  if (now != n)
+    fail_msg("expected %d kept stream(s), have %d", n, now);
+}
+
+/* One frame of a packed message (NULL: empty) from a raw client. */
+static void raw_frame(duct__link *l, uint8_t type, uint32_t call, uint32_t method,
+                      const ProtobufCMessage *msg) {
+  size_t len = msg ? protobuf_c_message_get_packed_size(msg) : 0;
+  uint8_t *buf = malloc(DUCT__HEADER_SIZE + len);
+  assert_non_null(buf);
+  if (msg)
+    protobuf_c_message_pack(msg, buf + DUCT__HEADER_SIZE);
+  duct__frame f = {type >= DUCT__STREAM_DATA ? 2 : 1, type, 0, call, method, 0, 0,
+                   (uint32_t)len};
+  duct__frame_encode(&f, buf);
+  duct__iov iov = {buf, DUCT__HEADER_SIZE + len};
+  assert_int_equal(raw->link_send(l, &iov, 1, duct__now_ms() + 10000), DUCT_OK);
+  free(buf);
+}
+
+/* A message of a client's stream the server cannot take (over its
+ * max_message_size) ends the call with RESOURCE_EXHAUSTED, and the call
+ * is cancelled: the holder of a kept stream hears it through its cancel
+ * callback and releases the stream. (Found by fuzz-server: the call was
+ * ended without being cancelled, so the holder never learned of it and
+ * the stream stayed held until the server was freed.) The connection
+ * goes on serving. */
+static void test_stream_message_over_limit_cancels(void **state) {
+  (void)state;
+  const char *addr = next_address("overlimit");
+  duct_server_opts o = {.workers = 2, .max_message_size = 4096, .log = log_cb};
+  duct_server *s = server_start_with(addr, &o);
+  duct__link *l = raw_hello(addr);
+  const duct_method *chat = probe_method("/duct.test.Probe/Chat");
+  raw_frame(l, DUCT__REQUEST, 1, chat->id, NULL);
+  Duct__Test__Seq m = DUCT__TEST__SEQ__INIT;
+  m.pad.data = (uint8_t *)"k";
+  m.pad.len = 1;
+  raw_frame(l, DUCT__STREAM_DATA, 1, 0, &m.base);
+  wait_kept(1);
+  long cancels0;
+  duct__mutex_lock(&hs.mu);
+  cancels0 = hs.cancels;
+  duct__mutex_unlock(&hs.mu);
+  uint8_t *big = pattern(5000, 7);
+  m.pad.data = big;
+  m.pad.len = 5000;
+  raw_frame(l, DUCT__STREAM_DATA, 1, 0, &m.base);
+  uint8_t *buf = malloc(DUCT__DEFAULT_MAX_FRAME);
+  assert_non_null(buf);
+  size_t len;
+  duct__frame f;
+  const char *why;
+  assert_int_equal(raw->link_recv(l, buf, DUCT__DEFAULT_MAX_FRAME, &len, duct__now_ms() + 10000),
+                   DUCT_OK);
+  assert_int_equal(duct__frame_decode(buf, len, &f, &why), DUCT_OK);
+  assert_int_equal(f.type, DUCT__RESPONSE);
+  assert_int_equal(f.call_id, 1);
+  assert_int_equal(f.status, DUCT_RESOURCE_EXHAUSTED);
+  wait_kept(0); /* the holder was told, and released it */
+  duct__mutex_lock(&hs.mu);
+  assert_true(hs.cancels > cancels0);
+  duct__mutex_unlock(&hs.mu);
+  /* The connection is kept: another call on it is answered. */
+  Duct__Test__Blob b = DUCT__TEST__BLOB__INIT;
+  raw_frame(l, DUCT__REQUEST, 2, probe_method("/duct.test.Probe/Echo")->id, &b.base);
+  assert_int_equal(raw->link_recv(l, buf, DUCT__DEFAULT_MAX_FRAME, &len, duct__now_ms() + 10000),
+                   DUCT_OK);
+  assert_int_equal(duct__frame_decode(buf, len, &f, &why), DUCT_OK);
+  assert_int_equal(f.type, DUCT__RESPONSE);
+  assert_int_equal(f.call_id, 2);
+  assert_int_equal(f.status, DUCT_OK);
+  raw->link_close(l);
+  free(buf);
+  free(big);
+  wait_streams_gone();
+  assert_int_equal(duct_server_stop(s, 1000), DUCT_OK);
+  duct_server_free(s);
+  assert_no_leak();
+}
+
 /* ==== stale addresses ==== */
 
 /* A socket file left by a dead server is replaced and the new server
@@ -986,6 +1234,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_slow_peers_cut_off_others_served, setup, teardown),
       cmocka_unit_test_setup_teardown(test_connect_storm, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stale_socket_file, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_stream_message_over_limit_cancels, setup, teardown),
   };
   if (argc > 1)
     cmocka_set_test_filter(argv[1]);
