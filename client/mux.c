@@ -132,17 +132,27 @@ static duct_code ml_sink(void *arg, const duct__iov *iov, int n, int last) {
   return a->ml->k->t->link_send(a->ml->k->l, iov, n, a->deadline);
 }
 
-/* Under tx_mu: sends msg (NULL: an empty payload) as frames from tmpl. A
- * failure part way leaves the connection out of step: it is killed. */
-static duct_code ml_send_locked(mlink *ml, const duct__frame *tmpl, const ProtobufCMessage *msg,
-                                size_t len, int64_t deadline) {
+/* Under tx_mu: room to pack a message of len bytes. 0 when out of memory:
+ * nothing was sent and the connection is still in step. */
+static int ml_room(mlink *ml, size_t len) {
   if (DUCT__HEADER_SIZE + len > ml->txcap) {
     uint8_t *nb = duct__realloc(ml->txbuf, DUCT__HEADER_SIZE + len);
     if (!nb)
-      return DUCT_RESOURCE_EXHAUSTED;
+      return 0;
     ml->txbuf = nb;
     ml->txcap = DUCT__HEADER_SIZE + len;
   }
+  return 1;
+}
+
+/* Under tx_mu: sends msg (NULL: an empty payload) as frames from tmpl.
+ * DUCT_RESOURCE_EXHAUSTED, with nothing sent, when there is no memory to
+ * pack it (ml_room). A failure of the transport, part way or not, leaves
+ * the connection out of step: it is killed. */
+static duct_code ml_send_locked(mlink *ml, const duct__frame *tmpl, const ProtobufCMessage *msg,
+                                size_t len, int64_t deadline) {
+  if (!ml_room(ml, len))
+    return DUCT_RESOURCE_EXHAUSTED;
   if (msg)
     protobuf_c_message_pack(msg, ml->txbuf + DUCT__HEADER_SIZE);
   sink_arg a = {ml, deadline};
@@ -153,11 +163,24 @@ static duct_code ml_send_locked(mlink *ml, const duct__frame *tmpl, const Protob
   return rc;
 }
 
-static void ml_ctl(mlink *ml, uint8_t type, uint32_t id, uint32_t credit) {
+/* How long a CANCEL may wait for the transport. A control frame is a few
+ * bytes: it waits only when the server has stopped reading and the
+ * connection is backed up. */
+#define CANCEL_SEND_MS 1000
+
+/* Sends a control frame of call `id`, waiting for the transport until
+ * `deadline` (-1: no limit). Never without one where a caller has a limit
+ * to keep: a CREDIT or HALF_CLOSE waits until its call's deadline (the
+ * call ends then anyway), a CANCEL at most CANCEL_SEND_MS (whoever
+ * cancels wants out, and the dispatcher, which cancels calls at their
+ * deadlines, must never wait long: every callback and deadline of the
+ * channel waits with it). A frame that could not go by then leaves the
+ * connection out of step: it is killed, and its calls end UNAVAILABLE. */
+static void ml_ctl(mlink *ml, uint8_t type, uint32_t id, uint32_t credit, int64_t deadline) {
   uint8_t msg[DUCT__CTL_MSG_MAX];
   duct__iov iov = {msg, duct__wire_ctl(msg, type, id, credit)};
   duct__mutex_lock(&ml->tx_mu);
-  if (ml->k->t->link_send(ml->k->l, &iov, 1, -1) != DUCT_OK)
+  if (ml->k->t->link_send(ml->k->l, &iov, 1, deadline) != DUCT_OK)
     ml_kill(ml);
   duct__mutex_unlock(&ml->tx_mu);
 }
@@ -196,6 +219,8 @@ static void rxn_give(mlink *ml, rxn *n) {
   ml->spare = n;
   ml->spare_bytes += n->cap;
 }
+
+static int64_t cancel_by(void) { return duct__now_ms() + CANCEL_SEND_MS; }
 
 /* ---- calls ---- */
 
@@ -502,7 +527,7 @@ static void disp_main(void *arg) {
       end_locked(c, DUCT_DEADLINE_EXCEEDED, "the deadline expired before the call ended");
       atomic_fetch_add(&ml->refs, 1);
       duct__mutex_unlock(&mx->mu);
-      ml_ctl(ml, DUCT__CANCEL, id, 0); /* the server stops working on it */
+      ml_ctl(ml, DUCT__CANCEL, id, 0, cancel_by()); /* the server stops working on it */
       ml_unref(ml);
       duct__mutex_lock(&mx->mu);
       continue;
@@ -706,6 +731,12 @@ static duct_code start_call(duct_channel *ch, const duct_method *m, const Protob
     int64_t left = deadline - duct__now_ms();
     remaining = left > 0 ? (uint32_t)left : 1;
   }
+  /* This function's own reference while it still looks at c: once the
+   * REQUEST is out, or its send failed and killed the connection, the
+   * reader may end the call, and the dispatcher run an async call's
+   * callback and free it (the table's reference is all it has without a
+   * handle). */
+  atomic_fetch_add(&c->refs, 1);
   duct__mutex_lock(&ml->tx_mu);
   c->id = ml->next_id++;
   if (!ml->next_id)
@@ -720,19 +751,22 @@ static duct_code start_call(duct_channel *ch, const duct_method *m, const Protob
   duct__mutex_unlock(&ml->tx_mu);
   if (rc != DUCT_OK) {
     snprintf(msg, cap, "%s: %s", m->name,
-             rc == DUCT_DEADLINE_EXCEEDED ? "the deadline expired while sending the request"
-                                          : "the connection to the server broke");
+             rc == DUCT_DEADLINE_EXCEEDED    ? "the deadline expired while sending the request"
+             : rc == DUCT_RESOURCE_EXHAUSTED ? "out of memory packing the request"
+                                             : "the connection to the server broke");
     duct__mutex_lock(&mx->mu);
     if (dead && !c->stream)
       c->in_table = 0; /* never registered: end_locked queues it all the same */
-    end_locked(c, rc, msg);
+    end_locked(c, rc, msg); /* unless the reader ended it first */
     duct__mutex_unlock(&mx->mu);
     if (c->stream) {
-      call_unref(c);
+      call_unref(c); /* ours */
+      call_unref(c); /* the handle's: the stream was not started */
       return rc;
     }
   }
   *out = c;
+  call_unref(c); /* ours; *out is only used when the caller holds a handle */
   return DUCT_OK;
 }
 
@@ -771,7 +805,7 @@ void duct_call_cancel(duct_call *c) {
   end_locked(c, DUCT_CANCELLED, "the call was cancelled");
   duct__mutex_unlock(&mx->mu);
   if (!was)
-    ml_ctl(c->ml, DUCT__CANCEL, c->id, 0);
+    ml_ctl(c->ml, DUCT__CANCEL, c->id, 0, cancel_by());
 }
 
 void duct_call_release(duct_call *c) {
@@ -877,8 +911,20 @@ duct_code duct_client_stream_send(duct_client_stream *st, const ProtobufCMessage
   duct__mutex_unlock(&mx->mu);
   duct__frame tmpl = {2, DUCT__STREAM_DATA, 0, c->id, 0, 0, 0, 0};
   duct__mutex_lock(&c->ml->tx_mu);
-  duct_code rc = ml_send_locked(c->ml, &tmpl, msg, len, c->deadline);
+  int room = ml_room(c->ml, len);
+  duct_code rc = room ? ml_send_locked(c->ml, &tmpl, msg, len, c->deadline)
+                      : DUCT_RESOURCE_EXHAUSTED;
   duct__mutex_unlock(&c->ml->tx_mu);
+  if (!room) {
+    /* No memory to pack it: nothing went out and the call goes on, so the
+     * stream is still usable, as after a send that found no room (not
+     * UNAVAILABLE, which says the call has ended, while finish would
+     * then report the server's end of a call that lost a message). */
+    duct__mutex_lock(&mx->mu);
+    c->tx.avail += (int64_t)DUCT__STREAM_COST(len);
+    duct__mutex_unlock(&mx->mu);
+    return DUCT_RESOURCE_EXHAUSTED;
+  }
   return rc == DUCT_OK ? DUCT_OK : DUCT_UNAVAILABLE;
 }
 
@@ -891,7 +937,7 @@ duct_code duct_client_stream_close_send(duct_client_stream *st) {
   c->close_sent = 1;
   duct__mutex_unlock(&c->mx->mu);
   if (send)
-    ml_ctl(c->ml, DUCT__HALF_CLOSE, c->id, 0);
+    ml_ctl(c->ml, DUCT__HALF_CLOSE, c->id, 0, c->deadline);
   return DUCT_OK;
 }
 
@@ -923,7 +969,7 @@ duct_code duct_client_stream_recv(duct_client_stream *st, ProtobufCMessage **msg
   int ended = c->ended;
   duct__mutex_unlock(&mx->mu);
   if (grant && !ended)
-    ml_ctl(c->ml, DUCT__CREDIT, c->id, grant);
+    ml_ctl(c->ml, DUCT__CREDIT, c->id, grant, c->deadline);
   *msg = protobuf_c_message_unpack(c->m->output, c->alloc, n->len, (const uint8_t *)(n + 1));
   duct__mutex_lock(&mx->mu);
   rxn_give(c->ml, n);
@@ -936,7 +982,7 @@ duct_code duct_client_stream_recv(duct_client_stream *st, ProtobufCMessage **msg
     end_locked(c, DUCT_INTERNAL, "a stream message did not parse");
     duct__mutex_unlock(&mx->mu);
     if (!was)
-      ml_ctl(c->ml, DUCT__CANCEL, c->id, 0);
+      ml_ctl(c->ml, DUCT__CANCEL, c->id, 0, cancel_by());
   }
   return DUCT_OK;
 }
@@ -948,7 +994,7 @@ void duct_client_stream_cancel(duct_client_stream *st) {
   end_locked(c, DUCT_CANCELLED, "the call was cancelled");
   duct__mutex_unlock(&c->mx->mu);
   if (!was)
-    ml_ctl(c->ml, DUCT__CANCEL, c->id, 0);
+    ml_ctl(c->ml, DUCT__CANCEL, c->id, 0, cancel_by());
 }
 
 duct_code duct_client_stream_finish(duct_client_stream *st, ProtobufCMessage **reply,
@@ -974,7 +1020,7 @@ duct_code duct_client_stream_finish(duct_client_stream *st, ProtobufCMessage **r
     c->rxtail = NULL;
     if (grant) {
       duct__mutex_unlock(&mx->mu);
-      ml_ctl(c->ml, DUCT__CREDIT, c->id, grant);
+      ml_ctl(c->ml, DUCT__CREDIT, c->id, grant, c->deadline);
       duct__mutex_lock(&mx->mu);
       continue;
     }

@@ -83,6 +83,8 @@ enum cancel_why {
   BY_GONE,       /* the connection ended: nothing can be said */
   BY_DEADLINE,   /* RESPONSE DEADLINE_EXCEEDED */
   BY_STOP,       /* RESPONSE UNAVAILABLE */
+  BY_TOO_LARGE,  /* a stream message over max_message_size: RESOURCE_EXHAUSTED */
+  BY_NO_MEMORY,  /* no memory to keep a stream message: RESOURCE_EXHAUSTED */
 };
 
 /* One message of a client's stream, waiting for duct_stream_recv. */
@@ -454,6 +456,11 @@ static void call_cancel(duct_ctx *x, enum cancel_why why) {
       send_end(x, DUCT_DEADLINE_EXCEEDED, "the call's deadline passed", NULL, 0);
     else if (why == BY_STOP)
       send_end(x, DUCT_UNAVAILABLE, "the server is stopping", NULL, 0);
+    else if (why == BY_TOO_LARGE)
+      send_end(x, DUCT_RESOURCE_EXHAUSTED,
+               "a stream message exceeds the server's maximum message size", NULL, 0);
+    else if (why == BY_NO_MEMORY)
+      send_end(x, DUCT_RESOURCE_EXHAUSTED, "out of memory for a stream message", NULL, 0);
     sc_gone(x->sc);
   }
   if (cb)
@@ -949,8 +956,11 @@ fail:
 /* A whole message of a client's stream arrived. */
 static int on_stream_data(sconn *sc, const duct__msg *m, duct_code rc) {
   rxnode *n = NULL;
-  if (rc == DUCT_OK && !(n = duct__malloc(sizeof *n + m->len)))
+  enum cancel_why lost = BY_TOO_LARGE;
+  if (rc == DUCT_OK && !(n = duct__malloc(sizeof *n + m->len))) {
     rc = DUCT_RESOURCE_EXHAUSTED;
+    lost = BY_NO_MEMORY;
+  }
   duct__mutex_lock(&sc->mu);
   duct_ctx *x = find_call(sc, m->hdr.call_id);
   const char *bad = NULL;
@@ -964,19 +974,20 @@ static int on_stream_data(sconn *sc, const duct__msg *m, duct_code rc) {
   }
   if (!x || bad || rc != DUCT_OK) {
     /* Too large to keep (or no memory): the call fails, as a unary one
-     * would. A call that ended may still get what its client sent before
-     * it heard: dropped. */
-    int won = x && !bad && rc != DUCT_OK && end_locked(x);
-    if (won)
+     * would. It is cancelled, not just ended: its handler, or the holder
+     * of a kept stream, must hear of it (duct_ctx_cancelled, the cancel
+     * and writable callbacks) as of any other end it did not choose; a
+     * kept stream is only ever released by its holder. A call that ended
+     * may still get what its client sent before it heard: dropped. */
+    int lose = x && !bad && rc != DUCT_OK;
+    if (lose)
       call_ref(x);
     duct__mutex_unlock(&sc->mu);
     duct__free(n);
     if (bad)
       return violation(sc, bad_code, bad);
-    if (won) {
-      send_end(x, DUCT_RESOURCE_EXHAUSTED,
-               "a stream message exceeds the server's maximum message size", NULL, 0);
-      sc_gone(x->sc);
+    if (lose) {
+      call_cancel(x, lost);
       call_unref(x);
     }
     return 0;

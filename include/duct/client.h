@@ -203,8 +203,10 @@ duct_code duct_client_stream_start(duct_channel *ch, const duct_method *m,
  * client-streaming or bidirectional call. Waits up to timeout_ms (-1: no
  * limit) while the server has not taken enough earlier messages (flow
  * control), then returns DUCT_RESOURCE_EXHAUSTED with the stream still
- * usable. DUCT_CANCELLED, DUCT_UNAVAILABLE, ... once the call has ended
- * (finish gives the status); DUCT_FAILED_PRECONDITION after close_send. */
+ * usable (as it is after DUCT_RESOURCE_EXHAUSTED for a message larger
+ * than the server takes, or no memory to pack it: nothing was sent).
+ * DUCT_CANCELLED, DUCT_UNAVAILABLE, ... once the call has ended (finish
+ * gives the status); DUCT_FAILED_PRECONDITION after close_send. */
 duct_code duct_client_stream_send(duct_client_stream *st, const ProtobufCMessage *msg,
                                   int timeout_ms);
 

@@ -172,8 +172,10 @@ duct_code duct_ctx_fail(duct_ctx *ctx, duct_code code, const char *fmt, ...)
 /* ---- Cancellation ----
  *
  * A call is cancelled when its client cancels it, its deadline passes,
- * its client disconnects, or the server stops. Handlers that may run long
- * (or keep a stream) watch for it: poll duct_ctx_cancelled, or register a
+ * its client disconnects, the server stops, or a message of its client's
+ * stream cannot be taken (over max_message_size, or no memory: the client
+ * is told DUCT_RESOURCE_EXHAUSTED). Handlers that may run long (or keep
+ * a stream) watch for it: poll duct_ctx_cancelled, or register a
  * callback. */
 
 /* 1 once the call is cancelled, else 0. Any thread, while the call's

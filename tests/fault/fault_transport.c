@@ -17,12 +17,15 @@
  *                    cut in half; stall = nothing arrives before the
  *                    deadline.
  *                    A stall ends early, with UNAVAILABLE, when the link
- *                    is shut down (link_shutdown's contract).
+ *                    is shut down (link_shutdown's contract); with no
+ *                    deadline (a channel's reader) only then.
  * client transact:   two events: the request (as link_send) and the reply
  *                    (as link_recv; a failed or stalled reply is decided
  *                    after the real reply came, so the server has done its
  *                    part and the client alone sees the fault).
- * server conn_send:  fail = the connection is gone (UNAVAILABLE);
+ * server conn_send:  fail = the connection is gone (UNAVAILABLE): the
+ *                    wrapper closes it, as a send that fails on a real
+ *                    transport means it is closing;
  *                    truncate = the first half is sent;
  *                    stall = the message is LOST and the op reports
  *                    success. The bytes never reach the peer, whose own
@@ -53,6 +56,7 @@ static struct {
   duct__mutex mu;
   duct__cond cv; /* a server send returned; wakes waiters to re-check */
   int kind, side;
+  int type;       /* 0: every frame event; else only sends of this type */
   long at;        /* fault the at-th frame event on `side` (0-based) */
   long events[2]; /* frame events so far, per side */
   int fired;
@@ -86,23 +90,35 @@ void fault_transport_init(void) {
   fx.kind = FAULT_NONE;
 }
 
-/* Counts one frame event on `side`; returns the fault to inject, if any. */
-static int fault_event(int side) {
+/* The type of the frame a send carries (its header is in the first
+ * piece); 0 for a receive. */
+static int type_of(const duct__iov *iov, int n) {
+  return n > 0 && iov[0].len > 5 ? ((const uint8_t *)iov[0].base)[5] : 0;
+}
+
+/* Counts one frame event on `side` (a send of a frame of `type`, or a
+ * receive: 0); returns the fault to inject, if any. */
+static int fault_event(int side, int type) {
   duct__mutex_lock(&fx.mu);
   int k = FAULT_NONE;
-  if (fx.kind != FAULT_NONE && fx.side == side && fx.events[side] == fx.at) {
-    k = fx.kind;
-    fx.fired = 1;
+  if (!fx.type || fx.type == type) {
+    if (fx.kind != FAULT_NONE && fx.side == side && fx.events[side] == fx.at) {
+      k = fx.kind;
+      fx.fired = 1;
+    }
+    fx.events[side]++;
   }
-  fx.events[side]++;
   duct__mutex_unlock(&fx.mu);
   return k;
 }
 
-void fault_arm(int kind, int side, long at) {
+void fault_arm(int kind, int side, long at) { fault_arm_type(kind, side, 0, at); }
+
+void fault_arm_type(int kind, int side, int type, long at) {
   duct__mutex_lock(&fx.mu);
   fx.kind = kind;
   fx.side = side;
+  fx.type = type;
   fx.at = at;
   fx.events[0] = fx.events[1] = 0;
   fx.fired = 0;
@@ -115,6 +131,13 @@ int fault_disarm(void) {
   int fired = fx.fired;
   duct__mutex_unlock(&fx.mu);
   return fired;
+}
+
+long fault_event_count(int side) {
+  duct__mutex_lock(&fx.mu);
+  long n = fx.events[side];
+  duct__mutex_unlock(&fx.mu);
+  return n;
 }
 
 int fault_stalled_forever(void) {
@@ -172,16 +195,21 @@ int fault_wait_server_sends(long sends, long errors, int timeout_ms) {
 /* A peer that stops answering: nothing completes until the deadline, which
  * the wait sleeps towards on a condition variable (woken to re-check the
  * clock and whether l was shut down), then the contract's
- * DEADLINE_EXCEEDED; UNAVAILABLE if l is shut down first. */
+ * DEADLINE_EXCEEDED; UNAVAILABLE if l is shut down first. An operation
+ * with no deadline waits for the shutdown alone (a channel's reader
+ * does, and is woken by it when its channel closes or gives up on the
+ * connection), but for at most 20 s: if those pass, nothing would ever
+ * have ended it, and the test fails on it. */
 static duct_code stall_until(duct__link *l, int64_t deadline_ms) {
   duct__mutex_lock(&fx.mu);
-  if (deadline_ms < 0 && !is_shut(l)) {
-    fx.stalled_forever = 1; /* a bounded wait, then the test fails */
+  int forever = deadline_ms < 0;
+  if (forever)
     deadline_ms = duct__now_ms() + 20000;
-  }
   while (!is_shut(l) && duct__now_ms() < deadline_ms)
     duct__cond_wait(&fx.cv, &fx.mu, deadline_ms);
   duct_code rc = is_shut(l) ? DUCT_UNAVAILABLE : DUCT_DEADLINE_EXCEEDED;
+  if (forever && rc == DUCT_DEADLINE_EXCEEDED)
+    fx.stalled_forever = 1;
   duct__mutex_unlock(&fx.mu);
   return rc;
 }
@@ -356,11 +384,17 @@ static void f_listener_each(duct__listener *l, void (*fn)(duct__conn *c, void *a
 }
 
 static duct_code f_conn_send(duct__conn *c, const duct__iov *iov, int n) {
-  int k = fault_event(FAULT_SERVER);
+  int k = fault_event(FAULT_SERVER, type_of(iov, n));
   duct_code rc;
   duct__iov cut[2];
   switch (k) {
-  case FAULT_FAIL: rc = DUCT_UNAVAILABLE; break;
+  case FAULT_FAIL:
+    /* As a real send fails: the connection is closing (conn.h's
+     * duct__conn_send), so its peer sees it end, and the core's closed()
+     * follows. */
+    REAL->conn_close(c, DUCT_UNAVAILABLE, "fault injected: the connection broke");
+    rc = DUCT_UNAVAILABLE;
+    break;
   case FAULT_STALL: rc = DUCT_OK; break; /* lost: see the top of the file */
   case FAULT_TRUNCATE: rc = REAL->conn_send(c, cut, truncate_iov(iov, n, cut)); break;
   default: rc = REAL->conn_send(c, iov, n); break;
@@ -410,12 +444,12 @@ static duct_code client_send(duct__link *l, const duct__iov *iov, int n, int64_t
 }
 
 static duct_code f_link_send(duct__link *l, const duct__iov *iov, int n, int64_t deadline_ms) {
-  return client_send(l, iov, n, deadline_ms, fault_event(FAULT_CLIENT));
+  return client_send(l, iov, n, deadline_ms, fault_event(FAULT_CLIENT, type_of(iov, n)));
 }
 
 static duct_code f_link_recv(duct__link *l, uint8_t *buf, size_t cap, size_t *len,
                              int64_t deadline_ms) {
-  int k = fault_event(FAULT_CLIENT);
+  int k = fault_event(FAULT_CLIENT, 0);
   if (k == FAULT_FAIL)
     return DUCT_UNAVAILABLE;
   if (k == FAULT_STALL)
@@ -428,7 +462,7 @@ static duct_code f_link_recv(duct__link *l, uint8_t *buf, size_t cap, size_t *le
 
 static duct_code f_link_transact(duct__link *l, const duct__iov *iov, int n, uint8_t *buf,
                                  size_t cap, size_t *len, int64_t deadline_ms) {
-  int k = fault_event(FAULT_CLIENT);
+  int k = fault_event(FAULT_CLIENT, type_of(iov, n));
   if (k == FAULT_FAIL || k == FAULT_STALL)
     return client_send(l, iov, n, deadline_ms, k);
   duct__iov cut[2];
@@ -436,7 +470,7 @@ static duct_code f_link_transact(duct__link *l, const duct__iov *iov, int n, uin
     n = truncate_iov(iov, n, cut);
     iov = cut;
   }
-  int k2 = fault_event(FAULT_CLIENT);
+  int k2 = fault_event(FAULT_CLIENT, 0);
   duct_code rc = REAL->link_transact(l, iov, n, buf, cap, len, deadline_ms);
   if (rc != DUCT_OK)
     return rc;

@@ -37,10 +37,19 @@ void fault_transport_init(void);
  * Arming resets both counters; the at-th event (0-based) on `side` gets
  * `kind`, every other event passes through. */
 void fault_arm(int kind, int side, long at);
+/* The same, counting only sends of frames of type `type` (DUCT__CREDIT,
+ * DUCT__HALF_CLOSE, ...: runtime/frame.h): the at-th such frame `side`
+ * sends gets `kind`. Receives are not counted (their type is unknown
+ * until they arrive). */
+void fault_arm_type(int kind, int side, int type, long at);
 /* Stops injecting; returns whether the armed fault was injected. */
 int fault_disarm(void);
-/* Whether a client stall ever met an operation with no deadline (the
- * wrapper then gave up after 20 s; a test should fail on it). */
+/* Frame events counted on `side` since the last fault_arm (a run armed
+ * past its end counts them all: how many positions a scenario has). */
+long fault_event_count(int side);
+/* Whether a client stall of an operation with no deadline went 20 s
+ * without the link being shut down (the wrapper then gave up; a test
+ * should fail on it: nothing in duct would have ended the wait). */
 int fault_stalled_forever(void);
 
 /* Server sends that have returned through the table (any outcome,

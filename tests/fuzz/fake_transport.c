@@ -1,20 +1,64 @@
 /* tests/fuzz/fake_transport.c - see fake_transport.h. Implements both
  * halves of runtime/transport.h in memory, as static functions reached
- * only through the one table at the bottom (fake_transport). */
+ * only through the one table at the bottom (fake_transport).
+ *
+ * One mutex (mu) guards everything the fake keeps: the script and its
+ * cursor, every link's state and the checks' view of each connection.
+ * Sends come from several threads (a server's stream handlers, a
+ * channel's reader, dispatcher and callers), so the checks take it too.
+ * The fuzz preset is clang on Linux only: pthreads directly. */
 #include "fake_transport.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "runtime/conn.h"
 #include "runtime/frame.h"
 
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER; /* a link's reader state changed */
+
 /* ---- checks on what duct sends ---- */
 
+enum { SIDE_SERVER, SIDE_CLIENT };
+
+/* What one connection's sender may send, as its peer's HELLO set it. */
+typedef struct peer_view {
+  int seen_peer_hello; /* the peer's first message was looked at */
+  int version;         /* 0 until the HELLOs agreed; then 1 or 2 */
+  uint32_t max_frame;  /* the peer's, capped at duct's default (session.c) */
+  int hello_out;       /* this side sent its HELLO */
+} peer_view;
+
+/* The peer's first message: when it is a HELLO this side accepts
+ * (session.c's rules, with the side's floor for max_frame), the version
+ * both speak and the frames the peer takes. Anything else leaves the view
+ * unagreed, and then only HELLO and GOAWAY may go out. */
+static void view_peer_first(peer_view *v, const uint8_t *msg, size_t len, uint32_t min_frame) {
+  if (v->seen_peer_hello)
+    return;
+  v->seen_peer_hello = 1;
+  duct__frame f;
+  duct__hello h;
+  const char *why;
+  if (duct__frame_decode(msg, len, &f, &why) != DUCT_OK || f.type != DUCT__HELLO ||
+      duct__hello_decode(msg + DUCT__HEADER_SIZE, f.payload_len, &h, &why) != DUCT_OK)
+    return;
+  if (h.min_version > DUCT__VERSION_MAX || h.max_version < DUCT__VERSION ||
+      h.max_frame < min_frame)
+    return;
+  v->version = h.max_version < DUCT__VERSION_MAX ? h.max_version : DUCT__VERSION_MAX;
+  v->max_frame = h.max_frame < DUCT__DEFAULT_MAX_FRAME ? h.max_frame : DUCT__DEFAULT_MAX_FRAME;
+}
+
 /* Gathers the pieces into one buffer (so ASan checks every byte the core
- * points at) and insists it is a well-formed frame: the core must never
- * put a malformed frame on the wire, whatever it was fed. */
-static void check_outgoing(const duct__iov *iov, int n) {
+ * points at) and insists it is a well-formed frame that this side may
+ * send on this connection: the core must never put a malformed frame on
+ * the wire, whatever it was fed. Under mu. */
+static void check_outgoing(peer_view *v, int side, const duct__iov *iov, int n) {
   if (n < 1 || n > 2)
     abort();
   size_t len = 0;
@@ -36,6 +80,39 @@ static void check_outgoing(const duct__iov *iov, int n) {
   if (duct__frame_decode(m, len, &f, &why) != DUCT_OK)
     abort();
   free(m);
+  static int verbose = -1; /* DUCT_FUZZ_VERBOSE: show what goes out */
+  if (verbose < 0)
+    verbose = getenv("DUCT_FUZZ_VERBOSE") != NULL;
+  if (verbose)
+    fprintf(stderr, "[%s sends] type %u call %u status %u flags %u, %u bytes\n",
+            side == SIDE_SERVER ? "server" : "client", f.type, (unsigned)f.call_id,
+            (unsigned)f.status, f.flags, (unsigned)f.payload_len);
+  switch (f.type) {
+  case DUCT__HELLO:
+    if (v->hello_out++) /* once, first */
+      abort();
+    return;
+  case DUCT__GOAWAY:
+    return; /* either side, at any time (a refused HELLO included) */
+  case DUCT__REQUEST:
+  case DUCT__HALF_CLOSE:
+    if (side != SIDE_CLIENT)
+      abort();
+    break;
+  case DUCT__RESPONSE:
+    if (side != SIDE_SERVER)
+      abort();
+    break;
+  default:
+    break;
+  }
+  /* Calls only after the HELLOs agreed, in frames the peer takes. */
+  if (!v->version || !v->hello_out || len > v->max_frame)
+    abort();
+  int v2_only = f.type == DUCT__STREAM_DATA || f.type == DUCT__HALF_CLOSE ||
+                f.type == DUCT__CREDIT || (f.type == DUCT__CANCEL && side == SIDE_SERVER);
+  if (v2_only && v->version < 2)
+    abort();
 }
 
 size_t fake_split(const uint8_t *data, size_t size, const uint8_t **msgs, size_t *lens,
@@ -77,7 +154,8 @@ struct duct__listener {
 
 typedef struct fake_conn {
   duct__conn base;
-  int closed;
+  atomic_int closed;
+  peer_view view;         /* under mu */
   struct fake_conn *next; /* live ones, for listener_each */
 } fake_conn;
 
@@ -95,12 +173,21 @@ duct__conn *fake_conn_new(void) {
   if (!f)
     return NULL;
   duct__conn_init(&f->base, &the_listener->set); /* refs 1: the harness's */
+  atomic_init(&f->closed, 0);
   f->next = live_conns;
   live_conns = f;
   return &f->base;
 }
 
-int fake_conn_closed(const duct__conn *c) { return ((const fake_conn *)c)->closed; }
+/* A server refuses a client whose frames are under 4096 bytes
+ * (server.c's MIN_PEER_FRAME). */
+void fake_conn_incoming(duct__conn *c, const uint8_t *msg, size_t len) {
+  pthread_mutex_lock(&mu);
+  view_peer_first(&((fake_conn *)c)->view, msg, len, 4096);
+  pthread_mutex_unlock(&mu);
+}
+
+int fake_conn_closed(const duct__conn *c) { return atomic_load(&((const fake_conn *)c)->closed); }
 
 void fake_conn_free(duct__conn *c) {
   fake_conn **p = &live_conns;
@@ -151,18 +238,23 @@ static void f_listener_each(duct__listener *l, void (*fn)(duct__conn *c, void *a
     fn(&f->base, arg);
 }
 
+/* From any thread: a stream handler sends on its own. */
 static duct_code f_conn_send(duct__conn *c, const duct__iov *iov, int n) {
-  check_outgoing(iov, n);
-  return ((fake_conn *)c)->closed ? DUCT_UNAVAILABLE : DUCT_OK;
+  fake_conn *f = (fake_conn *)c;
+  pthread_mutex_lock(&mu);
+  check_outgoing(&f->view, SIDE_SERVER, iov, n);
+  pthread_mutex_unlock(&mu);
+  return atomic_load(&f->closed) ? DUCT_UNAVAILABLE : DUCT_OK;
 }
 
 static void f_conn_send_nowait(duct__conn *c, const duct__iov *iov, int n) {
-  (void)c;
-  check_outgoing(iov, n);
+  pthread_mutex_lock(&mu);
+  check_outgoing(&((fake_conn *)c)->view, SIDE_SERVER, iov, n);
+  pthread_mutex_unlock(&mu);
 }
 
 static void f_conn_close(duct__conn *c, duct_code why, const char *detail) {
-  ((fake_conn *)c)->closed = 1;
+  atomic_store(&((fake_conn *)c)->closed, 1);
   duct__conn_close(c, why, detail); /* the reason, for duct__conn_closing */
 }
 
@@ -173,46 +265,133 @@ static void f_conn_want_drained(duct__conn *c) { duct__conn_want_drained(c); }
 
 /* ---- client side ---- */
 
+/* Everything under mu. */
 struct duct__link {
-  int broken;
+  peer_view view;
+  int broken;        /* a message too large for the reader's buffer */
+  int shut;          /* link_shutdown: every operation fails from now on */
+  int reader;        /* a reader thread reads it (fake_expect_reader) */
+  int reader_in;     /* that thread waits in link_recv for a message */
+  int reader_gone;   /* that thread has ended */
+  unsigned grants;   /* messages fake_pump handed over, not yet taken */
+  struct duct__link *next; /* live links, newest first */
 };
 
 static const uint8_t *const *script;
 static const size_t *script_lens;
 static size_t script_n, script_at;
+static duct__link *links;
+static int expect_reader;
+/* The thread that set the script reads without waiting for a pump. */
+static _Thread_local int is_driver;
+
+/* A reader thread's end, seen through a thread-specific value whose
+ * destructor runs as the thread exits: the reader (client/mux.c) returns
+ * after its last link_recv, and fake_pump must not wait for it to come
+ * back. The link outlives its reader: mux.c joins the reader before it
+ * closes the link. */
+static pthread_key_t reader_key;
+static pthread_once_t reader_key_once = PTHREAD_ONCE_INIT;
+
+static void reader_ended(void *p) {
+  duct__link *l = p;
+  pthread_mutex_lock(&mu);
+  l->reader_gone = 1;
+  l->reader_in = 0;
+  pthread_cond_broadcast(&cv);
+  pthread_mutex_unlock(&mu);
+}
+
+static void reader_key_make(void) {
+  if (pthread_key_create(&reader_key, reader_ended) != 0)
+    abort();
+}
 
 void fake_script_set(const uint8_t *const *msgs, const size_t *lens, size_t n) {
+  pthread_mutex_lock(&mu);
   script = msgs;
   script_lens = lens;
   script_n = n;
   script_at = 0;
+  expect_reader = 0;
+  pthread_mutex_unlock(&mu);
+  is_driver = 1;
 }
 
-int fake_script_done(void) { return script_at >= script_n; }
+int fake_script_done(void) {
+  pthread_mutex_lock(&mu);
+  int done = script_at >= script_n;
+  pthread_mutex_unlock(&mu);
+  return done;
+}
+
+void fake_expect_reader(int on) {
+  pthread_mutex_lock(&mu);
+  expect_reader = on;
+  pthread_mutex_unlock(&mu);
+}
+
+int fake_pump(void) {
+  pthread_mutex_lock(&mu);
+  duct__link *l = links;
+  while (l && !(l->reader && !l->reader_gone))
+    l = l->next;
+  if (!l) {
+    pthread_mutex_unlock(&mu);
+    return 0;
+  }
+  l->grants++;
+  pthread_cond_broadcast(&cv);
+  /* Dealt with: back waiting for the next one, or gone (an error, a
+   * GOAWAY, a protocol violation, a shutdown: mux.c's reader returns). */
+  while (!l->reader_gone && !(l->grants == 0 && l->reader_in))
+    pthread_cond_wait(&cv, &mu);
+  pthread_mutex_unlock(&mu);
+  return 1;
+}
 
 static duct_code f_link_open(const char *address, const duct__link_opts *o,
-                            int64_t deadline_ms, duct__link **out, duct__err *err) {
+                             int64_t deadline_ms, duct__link **out, duct__err *err) {
   (void)address;
   (void)o; /* the in-memory "server" is no user at all: nothing to check */
   (void)deadline_ms;
   (void)err;
+  pthread_mutex_lock(&mu);
   /* Nothing left to say: the "server" is gone. */
-  if (fake_script_done())
-    return DUCT_UNAVAILABLE;
-  *out = calloc(1, sizeof **out);
-  return *out ? DUCT_OK : DUCT_RESOURCE_EXHAUSTED;
+  duct_code rc = DUCT_UNAVAILABLE;
+  if (script_at < script_n) {
+    duct__link *l = calloc(1, sizeof *l);
+    rc = DUCT_RESOURCE_EXHAUSTED;
+    if (l) {
+      l->next = links;
+      links = l;
+      *out = l;
+      rc = DUCT_OK;
+    }
+  }
+  pthread_mutex_unlock(&mu);
+  return rc;
+}
+
+/* Under mu. */
+static duct_code send_locked(duct__link *l, const duct__iov *iov, int n) {
+  check_outgoing(&l->view, SIDE_CLIENT, iov, n);
+  if (is_driver && expect_reader)
+    l->reader = 1;
+  return l->broken || l->shut ? DUCT_UNAVAILABLE : DUCT_OK;
 }
 
 static duct_code f_link_send(duct__link *l, const duct__iov *iov, int n, int64_t deadline_ms) {
   (void)deadline_ms;
-  check_outgoing(iov, n);
-  return l->broken ? DUCT_UNAVAILABLE : DUCT_OK;
+  pthread_mutex_lock(&mu);
+  duct_code rc = send_locked(l, iov, n);
+  pthread_mutex_unlock(&mu);
+  return rc;
 }
 
-static duct_code f_link_recv(duct__link *l, uint8_t *buf, size_t cap, size_t *len,
-                          int64_t deadline_ms) {
-  (void)deadline_ms;
-  if (l->broken || fake_script_done())
+/* Under mu: the next scripted message, for whoever may take it now. */
+static duct_code take_locked(duct__link *l, uint8_t *buf, size_t cap, size_t *len) {
+  if (l->broken || l->shut || script_at >= script_n)
     return DUCT_UNAVAILABLE;
   size_t n = script_lens[script_at];
   const uint8_t *m = script[script_at++];
@@ -224,19 +403,67 @@ static duct_code f_link_recv(duct__link *l, uint8_t *buf, size_t cap, size_t *le
   if (n)
     memcpy(buf, m, n);
   *len = n;
+  view_peer_first(&l->view, m, n, DUCT__MIN_MAX_FRAME);
   return DUCT_OK;
 }
 
-static duct_code f_link_transact(duct__link *l, const duct__iov *iov, int n, uint8_t *buf,
-                              size_t cap, size_t *len, int64_t deadline_ms) {
-  duct_code rc = f_link_send(l, iov, n, deadline_ms);
-  return rc != DUCT_OK ? rc : f_link_recv(l, buf, cap, len, deadline_ms);
+static duct_code recv_locked(duct__link *l, uint8_t *buf, size_t cap, size_t *len) {
+  if (!is_driver) {
+    /* A reader thread: it waits for the driver's pump, or a shutdown. */
+    pthread_once(&reader_key_once, reader_key_make);
+    if (!pthread_getspecific(reader_key))
+      pthread_setspecific(reader_key, l);
+    l->reader_in = 1;
+    pthread_cond_broadcast(&cv);
+    while (!l->grants && !l->shut)
+      pthread_cond_wait(&cv, &mu);
+    l->reader_in = 0;
+    if (l->shut)
+      return DUCT_UNAVAILABLE;
+    l->grants--;
+  }
+  return take_locked(l, buf, cap, len);
 }
 
-/* One thread per fuzz run: nobody is blocked to wake; later calls fail. */
-static void f_link_shutdown(duct__link *l) { l->broken = 1; }
+static duct_code f_link_recv(duct__link *l, uint8_t *buf, size_t cap, size_t *len,
+                             int64_t deadline_ms) {
+  (void)deadline_ms;
+  pthread_mutex_lock(&mu);
+  duct_code rc = recv_locked(l, buf, cap, len);
+  pthread_mutex_unlock(&mu);
+  return rc;
+}
 
-static void f_link_close(duct__link *l) { free(l); }
+static duct_code f_link_transact(duct__link *l, const duct__iov *iov, int n, uint8_t *buf,
+                                 size_t cap, size_t *len, int64_t deadline_ms) {
+  (void)deadline_ms;
+  pthread_mutex_lock(&mu);
+  duct_code rc = send_locked(l, iov, n);
+  if (rc == DUCT_OK)
+    rc = recv_locked(l, buf, cap, len);
+  pthread_mutex_unlock(&mu);
+  return rc;
+}
+
+/* The contract: whoever waits in a receive on l returns DUCT_UNAVAILABLE,
+ * and so does every later operation. */
+static void f_link_shutdown(duct__link *l) {
+  pthread_mutex_lock(&mu);
+  l->shut = 1;
+  pthread_cond_broadcast(&cv);
+  pthread_mutex_unlock(&mu);
+}
+
+static void f_link_close(duct__link *l) {
+  pthread_mutex_lock(&mu);
+  duct__link **p = &links;
+  while (*p && *p != l)
+    p = &(*p)->next;
+  if (*p)
+    *p = l->next;
+  pthread_mutex_unlock(&mu);
+  free(l);
+}
 
 static uint32_t f_link_peer_pid(const duct__link *l) {
   (void)l;

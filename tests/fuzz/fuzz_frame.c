@@ -1,6 +1,8 @@
 /* fuzz-frame: header decode + reassembly, the first code every byte from a
- * peer meets. The input is a sequence of transport messages, each as a
- * 2-byte little-endian length and that many bytes (truncated at the end).
+ * peer meets (REQUEST, RESPONSE and STREAM_DATA messages are rebuilt; a
+ * CREDIT's count is read). The input is a sequence of transport messages,
+ * each as a 2-byte little-endian length and that many bytes (truncated at
+ * the end).
  * Invariants checked: decode never reads past a message; a completed
  * message never exceeds the reassembler's limit and is exactly as long as
  * it says; a protocol error leaves the reassembler reusable. */
@@ -41,7 +43,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     } else if (f.type == DUCT__HELLO) {
       duct__hello h;
       (void)duct__hello_decode(m + DUCT__HEADER_SIZE, f.payload_len, &h, &why);
-    } else if (f.type == DUCT__REQUEST || f.type == DUCT__RESPONSE) {
+    } else if (f.type == DUCT__CREDIT) {
+      if (duct__credit_value(m + DUCT__HEADER_SIZE) == 0)
+        abort(); /* decode refuses a CREDIT of nothing */
+    } else if (f.type == DUCT__REQUEST || f.type == DUCT__RESPONSE ||
+               f.type == DUCT__STREAM_DATA) {
       duct__msg out;
       rc = duct__reasm_feed(&r, &f, m + DUCT__HEADER_SIZE, &out, &why);
       if (rc == DUCT_OK && out.done) {
