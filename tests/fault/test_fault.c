@@ -1398,7 +1398,7 @@ static void serves_streams(const char *addr) {
  * between. A stall costs a deadline per position: fewer of them.
  * DUCT_FAULT_EVERY_POSITION=1 takes every one (a long run: minutes). */
 static long positions(long total, int kind, long *out, long cap) {
-  long want = kind == K_STALL ? 10 : 32, n = 0;
+  long want = kind == K_STALL ? 6 : 20, n = 0;
   if (getenv("DUCT_FAULT_EVERY_POSITION"))
     want = cap;
   if (total <= want) {
