@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds duct (native preset) and runs the demo: the kv example service.
 # Starts kv-server, starts a watcher (kv-client watch, a server stream) in
-# the background, makes calls with kv-client, shows the results and what
+# the background, makes calls with kv-client, lists the server's methods
+# and makes one call with the duct tool, shows the results and what
 # the watcher saw, then stops the server with SIGTERM (a graceful stop,
 # which also ends the watch) and checks both exited 0.
 set -euo pipefail
@@ -41,6 +42,13 @@ run put language "C11"
 run put languages "C, C++"
 run get language
 run list
+
+# The duct tool: what the server offers (it describes itself), and a call
+# written as JSON, with no code generated for it.
+echo "\$ duct list $addr"
+"$bin/duct" list "$addr"
+echo "\$ duct call $addr duct.examples.kv.KeyValue/Get '{\"key\": \"language\"}'"
+"$bin/duct" call "$addr" duct.examples.kv.KeyValue/Get '{"key": "language"}'
 run del transport
 set +e
 run get transport

@@ -19,6 +19,14 @@ test_proc *test_proc_start(const char *exe, const char *const *args, int nargs);
  * out_path (created or truncated). */
 test_proc *test_proc_start_out(const char *exe, const char *const *args, int nargs,
                                const char *out_path);
+/* The same, with the child's standard input read from in_path and its
+ * standard output and error written to out_path and err_path; any of the
+ * three may be NULL (inherited). */
+test_proc *test_proc_start_io(const char *exe, const char *const *args, int nargs,
+                              const char *in_path, const char *out_path, const char *err_path);
+/* Sends the child a Ctrl-C (SIGINT) and returns 1 where the platform can
+ * send one to a single child (POSIX); returns 0 and does nothing else. */
+int test_proc_interrupt(test_proc *p);
 /* 1 if test_proc_term asks for a graceful stop (POSIX), 0 if it kills. */
 int test_proc_can_term(void);
 /* Process id of the child. */

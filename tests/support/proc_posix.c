@@ -44,6 +44,17 @@ int test_proc_can_term(void) { return 1; }
 
 test_proc *test_proc_start_out(const char *exe, const char *const *args, int nargs,
                                const char *out_path) {
+  return test_proc_start_io(exe, args, nargs, NULL, out_path, NULL);
+}
+
+int test_proc_interrupt(test_proc *p) {
+  if (!p->reaped)
+    kill(p->pid, SIGINT);
+  return 1;
+}
+
+test_proc *test_proc_start_io(const char *exe, const char *const *args, int nargs,
+                              const char *in_path, const char *out_path, const char *err_path) {
   test_proc *p = calloc(1, sizeof *p);
   char **argv = calloc((size_t)nargs + 2, sizeof *argv);
   if (!p || !argv) {
@@ -56,8 +67,12 @@ test_proc *test_proc_start_out(const char *exe, const char *const *args, int nar
     argv[i + 1] = (char *)args[i];
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
+  if (in_path)
+    posix_spawn_file_actions_addopen(&fa, 0, in_path, O_RDONLY, 0);
   if (out_path)
     posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (err_path)
+    posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
   int rc = posix_spawn(&p->pid, exe, &fa, NULL, argv, environ);
   posix_spawn_file_actions_destroy(&fa);
   free(argv);

@@ -50,6 +50,28 @@ int test_proc_can_term(void) { return 0; }
 
 test_proc *test_proc_start_out(const char *exe, const char *const *args, int nargs,
                                const char *out_path) {
+  return test_proc_start_io(exe, args, nargs, NULL, out_path, NULL);
+}
+
+/* Windows delivers Ctrl-C to a whole console, not to one child. */
+int test_proc_interrupt(test_proc *p) {
+  (void)p;
+  return 0;
+}
+
+/* An inheritable handle on path for the child's standard handle, or the
+ * parent's own `std` when path is NULL. */
+static HANDLE std_handle(const char *path, int write, DWORD std) {
+  if (!path)
+    return GetStdHandle(std);
+  SECURITY_ATTRIBUTES sa = {sizeof sa, NULL, TRUE};
+  return CreateFileA(path, write ? GENERIC_WRITE : GENERIC_READ,
+                     FILE_SHARE_READ | FILE_SHARE_WRITE, &sa,
+                     write ? CREATE_ALWAYS : OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL);
+}
+
+test_proc *test_proc_start_io(const char *exe, const char *const *args, int nargs,
+                              const char *in_path, const char *out_path, const char *err_path) {
   char cmd[8192];
   snprintf(cmd, sizeof cmd, "\"%s\"", exe);
   for (int i = 0; i < nargs; i++)
@@ -60,26 +82,28 @@ test_proc *test_proc_start_out(const char *exe, const char *const *args, int nar
   STARTUPINFOA si;
   memset(&si, 0, sizeof si);
   si.cb = sizeof si;
-  HANDLE out = INVALID_HANDLE_VALUE;
-  if (out_path) {
-    /* An inheritable handle passed as the child's stdout. */
-    SECURITY_ATTRIBUTES sa = {sizeof sa, NULL, TRUE};
-    out = CreateFileA(out_path, GENERIC_WRITE, FILE_SHARE_READ, &sa, CREATE_ALWAYS,
-                      FILE_ATTRIBUTE_NORMAL, NULL);
-    if (out == INVALID_HANDLE_VALUE) {
-      free(p);
-      return NULL;
-    }
+  int redirect = in_path || out_path || err_path;
+  HANDLE h[3] = {INVALID_HANDLE_VALUE, INVALID_HANDLE_VALUE, INVALID_HANDLE_VALUE};
+  if (redirect) {
+    h[0] = std_handle(in_path, 0, STD_INPUT_HANDLE);
+    h[1] = std_handle(out_path, 1, STD_OUTPUT_HANDLE);
+    h[2] = std_handle(err_path, 1, STD_ERROR_HANDLE);
     si.dwFlags = STARTF_USESTDHANDLES;
-    si.hStdOutput = out;
-    si.hStdError = GetStdHandle(STD_ERROR_HANDLE);
-    si.hStdInput = GetStdHandle(STD_INPUT_HANDLE);
+    si.hStdInput = h[0];
+    si.hStdOutput = h[1];
+    si.hStdError = h[2];
   }
-  BOOL ok = CreateProcessA(exe, cmd, NULL, NULL, out_path != NULL, 0, NULL, NULL, &si, &p->pi);
-  if (out != INVALID_HANDLE_VALUE)
-    CloseHandle(out);
+  BOOL ok = (!in_path || h[0] != INVALID_HANDLE_VALUE) &&
+            (!out_path || h[1] != INVALID_HANDLE_VALUE) &&
+            (!err_path || h[2] != INVALID_HANDLE_VALUE) &&
+            CreateProcessA(exe, cmd, NULL, NULL, redirect, 0, NULL, NULL, &si, &p->pi);
+  DWORD err = GetLastError();
+  const char *paths[3] = {in_path, out_path, err_path};
+  for (int i = 0; i < 3; i++)
+    if (paths[i] && h[i] != INVALID_HANDLE_VALUE)
+      CloseHandle(h[i]);
   if (!ok) {
-    fprintf(stderr, "CreateProcess %s: error %lu\n", exe, GetLastError());
+    fprintf(stderr, "CreateProcess %s: error %lu\n", exe, err);
     free(p);
     return NULL;
   }
