@@ -279,10 +279,13 @@ static void test_kv_watch(void **state) {
       line = nl + 1;
     }
     test_proc_term(server);
-    assert_int_equal(test_proc_wait(server, 15000), 0);
+    int src = test_proc_wait(server, 15000);
+    if (test_proc_can_term())
+      assert_int_equal(src, 0);
   } else {
-    /* Windows sends Ctrl-C to a whole console; the server going away
-     * ends the watch all the same, with the connection's code. */
+    /* Windows (not Wine) sends Ctrl-C to a whole console only; the
+     * server going away ends the watch all the same, with the
+     * connection's code. */
     test_proc_term(server);
     test_proc_wait(server, 15000);
     int rc = test_proc_wait(w, 15000);

@@ -10,6 +10,7 @@
 struct test_proc {
   PROCESS_INFORMATION pi;
   int done;
+  char args[1024]; /* the leading plain arguments, for test_proc_interrupt */
 };
 
 const char *test_sibling_exe(const char *argv0, const char *name) {
@@ -53,10 +54,30 @@ test_proc *test_proc_start_out(const char *exe, const char *const *args, int nar
   return test_proc_start_io(exe, args, nargs, NULL, out_path, NULL);
 }
 
-/* Windows delivers Ctrl-C to a whole console, not to one child. */
+/* Windows delivers Ctrl-C to a whole console, never to one child, and a
+ * test runs without one. Under Wine, though, a terminal's Ctrl-C is the
+ * SIGINT the Unix process running the program gets, which Wine turns into
+ * CTRL_C_EVENT for the program's console handlers: so there the test
+ * sends that SIGINT, finding the process by its arguments (unique to the
+ * test: they hold test_address). */
 int test_proc_interrupt(test_proc *p) {
-  (void)p;
-  return 0;
+  HMODULE ntdll = GetModuleHandleA("ntdll.dll");
+  if (p->done || !ntdll || !GetProcAddress(ntdll, "wine_get_version") || !p->args[0])
+    return 0;
+  char cmd[1200];
+  snprintf(cmd, sizeof cmd, "/usr/bin/pkill -INT -f \"%s\"", p->args);
+  STARTUPINFOA si;
+  memset(&si, 0, sizeof si);
+  si.cb = sizeof si;
+  PROCESS_INFORMATION pi;
+  if (!CreateProcessA(NULL, cmd, NULL, NULL, FALSE, 0, NULL, NULL, &si, &pi))
+    return 0;
+  WaitForSingleObject(pi.hProcess, 10000);
+  DWORD rc = 1;
+  GetExitCodeProcess(pi.hProcess, &rc);
+  CloseHandle(pi.hProcess);
+  CloseHandle(pi.hThread);
+  return rc == 0;
 }
 
 /* An inheritable handle on path for the child's standard handle, or the
@@ -82,6 +103,13 @@ test_proc *test_proc_start_io(const char *exe, const char *const *args, int narg
   STARTUPINFOA si;
   memset(&si, 0, sizeof si);
   si.cb = sizeof si;
+  /* The arguments up to the first one pkill's pattern would misread. */
+  for (int i = 0; i < nargs && strspn(args[i], "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                "0123456789./_-") == strlen(args[i]);
+       i++) {
+    size_t len = strlen(p->args);
+    snprintf(p->args + len, sizeof p->args - len, "%s%s", len ? " " : "", args[i]);
+  }
   int redirect = in_path || out_path || err_path;
   HANDLE h[3] = {INVALID_HANDLE_VALUE, INVALID_HANDLE_VALUE, INVALID_HANDLE_VALUE};
   if (redirect) {
