@@ -862,8 +862,11 @@ static int parse_message(struct pctx *c, const ProtobufCMessageDescriptor *d, js
   if (json_object_get_type(v) != json_type_string)
     return fail(c, "expected string");
   const char *s = json_object_get_string(v);
-  if (w == WKT_FIELDMASK)
+  if (w == WKT_FIELDMASK) {
+    if (strlen(s) != (size_t)json_object_get_string_len(v))
+      return fail(c, "string contains U+0000");
     return parse_field_mask(c, m, s);
+  }
   int64_t secs;
   int32_t nanos;
   if ((w == WKT_TIMESTAMP ? parse_timestamp : parse_duration)(c, s, &secs, &nanos) < 0)
@@ -1059,11 +1062,27 @@ static void put_string(struct fctx *f, const char *s, size_t n)
   putch(f, '"');
 }
 
+/* A field name in its JSON form (see json_name), of any length. */
+static void put_json_name(struct fctx *f, const char *name)
+{
+  int upper = 0;
+  for (; *name; name++) {
+    if (*name == '_') {
+      upper = 1;
+      continue;
+    }
+    putch(f, upper && *name >= 'a' && *name <= 'z' ? (char)(*name - 'a' + 'A') : *name);
+    upper = 0;
+  }
+}
+
 static void put_key(struct fctx *f, const char *name)
 {
-  char buf[128];
-  json_name(name, buf, sizeof buf);
-  put_string(f, buf, strlen(buf));
+  struct fctx tmp = { 0 };
+  put_json_name(&tmp, name);
+  put_string(f, tmp.p ? tmp.p : "", tmp.len);
+  f->oom |= tmp.oom;
+  free(tmp.p);
   put(f, ": ", f->pretty ? 2 : 1);
 }
 
@@ -1305,9 +1324,7 @@ static int format_wkt(struct fctx *f, const ProtobufCMessage *m)
     for (size_t i = 0; i < n; i++) {
       if (i)
         putch(&tmp, ',');
-      char name[256];
-      json_name(paths[i] ? paths[i] : "", name, sizeof name);
-      puts_(&tmp, name);
+      put_json_name(&tmp, paths[i] ? paths[i] : "");
     }
     put_string(f, tmp.p ? tmp.p : "", tmp.len);
     f->oom |= tmp.oom;

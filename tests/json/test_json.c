@@ -417,6 +417,13 @@ static void test_input_forms(void **state)
   /* Escapes and UTF-8 in strings, control characters out as \u00XX. */
   expect_format(ITEM, "{\"name\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\ud83d\\ude00\\u00e9\"}",
                 "{\"name\":\"\\\"\\\\/\\u0008\\u000c\\u000a\\u000d\\u0009\xf0\x9f\x98\x80\xc3\xa9\"}");
+  /* A field mask path longer than any fixed buffer (found by fuzz-json). */
+  char mask[400], want[400];
+  memset(want, 'a', 300);
+  memcpy(want, "{\"mask\":\"", 9);
+  strcpy(want + 300, "Bc\"}");
+  strcpy(mask, want);
+  expect_format(ITEM, mask, want);
   /* json-c turns a lone surrogate escape into U+FFFD. */
   expect_format(ITEM, "{\"name\":\"\\ud800\"}", "{\"name\":\"\xef\xbf\xbd\"}");
   /* A wrapper at the top level is its bare value; a null one its default. */
