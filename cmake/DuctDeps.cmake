@@ -68,3 +68,58 @@ else()
       INTERFACE_INCLUDE_DIRECTORIES ${DUCT_CMOCKA_INCLUDE_DIR})
   endif()
 endif()
+
+# json-c, for the command-line tool's proto3 JSON (cli/json.c; the choice
+# is in docs/DECISIONS.md), as the target duct::json-c. Only the CLI, its
+# tests and its fuzz target need it, so a build without DUCT_CLI does not.
+# Natively it is Debian's libjson-c-dev. The cross build compiles Debian's
+# source package with json-c's own CMake (ExternalProject: its configure
+# checks must run for the target, which a plain add_library of its files
+# would skip) and installs it into the build tree; the include folder is
+# the install prefix's, so `#include <json-c/json.h>` reads the same in
+# both builds. Imported targets' include folders are system folders, so
+# json-c's headers give no warnings under duct's flags.
+if(DUCT_CLI)
+  if(CMAKE_CROSSCOMPILING)
+    file(GLOB _jc_dir LIST_DIRECTORIES true "${DUCT_DEPS_SRC}/json-c-[0-9]*")
+    if(NOT _jc_dir)
+      message(FATAL_ERROR "The Windows build of the duct tool compiles json-c "
+        "from Debian's source package, and it is not in DUCT_DEPS_SRC "
+        "(${DUCT_DEPS_SRC}). Fetch it with\n"
+        "  bash ${PROJECT_SOURCE_DIR}/scripts/deps.sh --windows\n"
+        "or configure with -DDUCT_CLI=OFF.")
+    endif()
+    list(GET _jc_dir 0 _jc_dir)
+    include(ExternalProject)
+    set(_jc_prefix ${PROJECT_BINARY_DIR}/json-c)
+    set(_jc_lib ${_jc_prefix}/lib/${CMAKE_STATIC_LIBRARY_PREFIX}json-c${CMAKE_STATIC_LIBRARY_SUFFIX})
+    ExternalProject_Add(duct_json_c_build
+      SOURCE_DIR ${_jc_dir}
+      BINARY_DIR ${PROJECT_BINARY_DIR}/json-c-build
+      INSTALL_DIR ${_jc_prefix}
+      CMAKE_ARGS -DCMAKE_TOOLCHAIN_FILE=${CMAKE_TOOLCHAIN_FILE}
+                 -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF
+                 -DBUILD_TESTING=OFF -DBUILD_APPS=OFF -DDISABLE_WERROR=ON
+                 -DCMAKE_INSTALL_PREFIX=<INSTALL_DIR> -DCMAKE_INSTALL_LIBDIR=lib
+      BUILD_BYPRODUCTS ${_jc_lib}
+      EXCLUDE_FROM_ALL ON)
+    # CMake refuses an imported target whose include folder does not exist
+    # yet; json-c's install fills it at build time.
+    file(MAKE_DIRECTORY ${_jc_prefix}/include)
+    add_library(duct::json-c STATIC IMPORTED GLOBAL)
+    set_target_properties(duct::json-c PROPERTIES IMPORTED_LOCATION ${_jc_lib}
+      INTERFACE_INCLUDE_DIRECTORIES ${_jc_prefix}/include)
+    add_dependencies(duct::json-c duct_json_c_build)
+  else()
+    find_path(DUCT_JSON_C_INCLUDE_DIR json-c/json.h)
+    find_library(DUCT_JSON_C_LIBRARY json-c)
+    if(NOT DUCT_JSON_C_INCLUDE_DIR OR NOT DUCT_JSON_C_LIBRARY)
+      message(FATAL_ERROR "json-c not found (the duct tool's JSON needs it): "
+        "apt-get install libjson-c-dev (scripts/deps.sh installs every "
+        "dependency), or configure with -DDUCT_CLI=OFF")
+    endif()
+    add_library(duct::json-c UNKNOWN IMPORTED GLOBAL)
+    set_target_properties(duct::json-c PROPERTIES IMPORTED_LOCATION ${DUCT_JSON_C_LIBRARY}
+      INTERFACE_INCLUDE_DIRECTORIES ${DUCT_JSON_C_INCLUDE_DIR})
+  endif()
+endif()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what duct needs on Debian 12 and, with --windows, unpacks the
-# source packages the Windows cross build compiles (protobuf-c's runtime
-# and cmocka) into .deps/src.
+# source packages the Windows cross build compiles (protobuf-c's runtime,
+# cmocka and json-c) into .deps/src.
 #
 #   scripts/deps.sh             the packages (native build, tests, demo)
 #   scripts/deps.sh --windows   the packages and the Windows sources
@@ -22,7 +22,7 @@ for a in "$@"; do
 done
 
 PKGS=(cmake make pkg-config gcc g++ protobuf-c-compiler libprotobuf-c-dev
-      libprotobuf-dev protobuf-compiler libcmocka-dev gcc-mingw-w64-x86-64
+      libprotobuf-dev protobuf-compiler libcmocka-dev libjson-c-dev gcc-mingw-w64-x86-64
       wine64 clang libclang-rt-14-dev dpkg-dev valgrind)
 SRC_DIR=.deps/src
 
@@ -31,13 +31,14 @@ for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 have_src() { compgen -G "$SRC_DIR/protobuf-c-[0-9]*/protobuf-c/protobuf-c.c" >/dev/null &&
-             compgen -G "$SRC_DIR/cmocka-[0-9]*/src/cmocka.c" >/dev/null; }
+             compgen -G "$SRC_DIR/cmocka-[0-9]*/src/cmocka.c" >/dev/null &&
+             compgen -G "$SRC_DIR/json-c-[0-9]*/json_tokener.c" >/dev/null; }
 need_src() { [ "$want_src" = 1 ] && ! have_src; }
 # apt-get source needs no root, only apt lists that include source packages.
 fetch_src() {
-  echo "deps: apt-get source protobuf-c cmocka -> $SRC_DIR"
+  echo "deps: apt-get source protobuf-c cmocka json-c -> $SRC_DIR"
   mkdir -p "$SRC_DIR"
-  (cd "$SRC_DIR" && apt-get source -qq protobuf-c cmocka >/dev/null 2>&1)
+  (cd "$SRC_DIR" && apt-get source -qq protobuf-c cmocka json-c >/dev/null 2>&1)
 }
 
 if [ ${#missing[@]} -eq 0 ] && ! need_src; then
@@ -48,11 +49,11 @@ if [ "$(id -u)" -ne 0 ]; then
   if [ ${#missing[@]} -eq 0 ]; then
     # Only the Windows sources are missing: try as this user first.
     fetch_src && have_src && { echo "deps: all present"; exit 0; }
-    echo "duct's Windows build needs Debian's source packages of protobuf-c and cmocka," >&2
+    echo "duct's Windows build needs Debian's source packages of protobuf-c, cmocka and json-c," >&2
     echo "and apt has no source lists yet. As root, run once:" >&2
     echo "  sudo bash scripts/deps.sh --windows" >&2
     echo "(it adds deb-src entries beside apt's binary ones and fetches the sources)," >&2
-    echo "or, if deb-src entries exist: sudo apt-get update && (mkdir -p $SRC_DIR && cd $SRC_DIR && apt-get source protobuf-c cmocka)" >&2
+    echo "or, if deb-src entries exist: sudo apt-get update && (mkdir -p $SRC_DIR && cd $SRC_DIR && apt-get source protobuf-c cmocka json-c)" >&2
     exit 1
   fi
   echo "duct needs these Debian packages, and this script installs them only as root:" >&2
