@@ -23,7 +23,9 @@ if(BUILD_SHARED_LIBS)
   endif()
   get_target_property(_srcs duct_runtime SOURCES)
   get_target_property(_dir duct_runtime SOURCE_DIR)
-  list(TRANSFORM _srcs PREPEND ${_dir}/ REGEX "^[^/]")
+  # Relative paths are the source folder's; generator expressions (the
+  # reflection objects, server/CMakeLists.txt) stay as they are.
+  list(TRANSFORM _srcs PREPEND ${_dir}/ REGEX "^[^/$]")
   add_library(duct_shared SHARED ${_srcs})
   set(_so ${PROJECT_VERSION_MAJOR})
   if(_so EQUAL 0)
@@ -42,7 +44,8 @@ if(BUILD_SHARED_LIBS)
     PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
            $<BUILD_INTERFACE:${PROJECT_BINARY_DIR}/include>
            $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>
-    PRIVATE ${PROJECT_SOURCE_DIR}/runtime ${PROJECT_SOURCE_DIR})
+    PRIVATE ${PROJECT_SOURCE_DIR}/runtime ${PROJECT_SOURCE_DIR}
+            ${PROJECT_BINARY_DIR}/duct_gen/reflection)
   find_package(Threads REQUIRED)
   target_link_libraries(duct_shared PUBLIC duct::protobuf-c Threads::Threads)
   duct_warnings(duct_shared)

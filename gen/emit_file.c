@@ -76,7 +76,10 @@ char *gen_emit_source(gen_ctx *ctx, const gen_file *f) {
   gen_buf_init(&b, ctx->arena);
   banner(&b, f, "c");
   gen_buf_printf(&b, " */\n#include \"%s.duct.h\"\n", f->stem);
-  for (size_t i = 0; i < f->n_services; i++)
+  const char *file_var = gen_emit_files(ctx, &b, f);
+  for (size_t i = 0; i < f->n_services; i++) {
+    f->services[i].file_var = file_var;
     gen_emit_service_defs(&b, &f->services[i]);
+  }
   return b.text;
 }

@@ -141,9 +141,10 @@ void gen_emit_service_defs(gen_buf *b, const gen_service *s) {
                  "    .name = \"%s\",\n"
                  "    .n_methods = %zu,\n"
                  "    .methods = %s,\n"
+                 "    .file = &%s,\n"
                  "};\n",
                  s->service_var, s->full_name, s->n_methods,
-                 s->n_methods > 0 ? s->methods_var : "NULL");
+                 s->n_methods > 0 ? s->methods_var : "NULL", s->file_var);
 
   const char *params[] = {
       "duct_server *s",

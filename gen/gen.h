@@ -78,6 +78,9 @@ typedef struct gen_service {
   const char *handlers_t;  /* "demo_calculator_handlers" */
   const char *register_fn; /* "demo_calculator_register" */
   const char *methods_var; /* "demo_calculator__methods" (file-static) */
+  /* The file-static duct_file of the service's .proto ("duct__file_0"),
+   * set by gen_emit_files before the service is emitted. */
+  const char *file_var;
   gen_method *methods;
   size_t n_methods;
 } gen_service;
@@ -127,6 +130,9 @@ int gen_check_names(gen_ctx *ctx, const gen_file *f);
 /* emit_file.c, emit_service.c, emit_method.c */
 char *gen_emit_header(gen_ctx *ctx, const gen_file *f);
 char *gen_emit_source(gen_ctx *ctx, const gen_file *f);
+/* Emits the embedded files of `f` (emit_files.c) and returns the name of
+ * the generated file's own duct_file, for the services to point at. */
+const char *gen_emit_files(gen_ctx *ctx, gen_buf *b, const gen_file *f);
 void gen_emit_service_decls(gen_buf *b, const gen_service *s);
 void gen_emit_service_defs(gen_buf *b, const gen_service *s);
 void gen_emit_method_client_decl(gen_buf *b, const gen_service *s,

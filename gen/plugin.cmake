@@ -43,6 +43,7 @@ add_executable(protoc-gen-duct
   emit_file.c
   emit_service.c
   emit_method.c
+  emit_files.c
   # Method ids come from the runtime's own hash, so the generator and the
   # server can never disagree on one.
   ${CMAKE_CURRENT_LIST_DIR}/../runtime/frame.c

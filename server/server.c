@@ -63,6 +63,10 @@ struct duct_server {
   duct__logger log;
   entry *methods; /* sorted by id once started, for bsearch */
   size_t n_methods;
+  /* Every service added, in order: what reflection lists (reflection.c).
+   * Fixed once the server listens, so handlers read it without a lock. */
+  const duct_service **services;
+  size_t n_services;
   duct__listener *l;
   duct__mutex mu; /* cv, conns */
   duct__cond cv;  /* the last call ends while stopping; a thread ends */
@@ -1393,8 +1397,24 @@ duct_code duct__server_new_with(const duct_server_opts *o,
   s->log.user = d.log_user;
   duct__mutex_init(&s->mu);
   duct__cond_init(&s->cv);
+  /* Reflection is on unless refused: a client learns nothing from it that
+   * the .proto files would not tell, and the authorize hook still decides
+   * who may call it (docs/GUIDE.md, "Reflection"). Added first, so it
+   * lists first. */
+  if (!d.disable_reflection) {
+    duct_code rc = duct__reflection_register(s);
+    if (rc != DUCT_OK) {
+      duct_server_free(s);
+      return rc;
+    }
+  }
   *out = s;
   return DUCT_OK;
+}
+
+const duct_service *const *duct__server_services(const duct_server *s, size_t *n) {
+  *n = s->n_services;
+  return s->services;
 }
 
 duct_code duct_server_add(duct_server *s, const duct_service *svc, const void *handlers,
@@ -1426,10 +1446,18 @@ duct_code duct_server_add(duct_server *s, const duct_service *svc, const void *h
         return DUCT_ALREADY_EXISTS;
     }
   }
+  /* Both tables grow before either changes, so a failure leaves the
+   * server as it was. */
+  const duct_service **svcs =
+      duct__realloc(s->services, (s->n_services + 1) * sizeof *svcs);
+  if (!svcs)
+    return DUCT_RESOURCE_EXHAUSTED;
+  s->services = svcs;
   entry *grown = duct__realloc(s->methods, (s->n_methods + svc->n_methods) * sizeof *grown);
   if (!grown && svc->n_methods)
     return DUCT_RESOURCE_EXHAUSTED;
   s->methods = grown;
+  s->services[s->n_services++] = svc;
   for (size_t i = 0; i < svc->n_methods; i++) {
     entry e = {&svc->methods[i], handlers, user};
     /* Insertion keeps the table sorted by id for bsearch. */
@@ -1613,6 +1641,7 @@ void duct_server_free(duct_server *s) {
     sconn_free(sc);
   }
   duct__free(s->methods);
+  duct__free(s->services);
   duct__cond_destroy(&s->cv);
   duct__mutex_destroy(&s->mu);
   duct__free(s);

@@ -1,6 +1,7 @@
-/* kv-server ADDRESS: serves the duct.examples.kv.KeyValue service (Put,
- * Get, Delete, List, and Watch, a stream of changes)
- * (proto/examples/kv.proto) until SIGINT/SIGTERM (Ctrl-C on Windows), then
+/* kv-server ADDRESS [--no-reflection]: serves the
+ * duct.examples.kv.KeyValue service (Put, Get, Delete, List, and Watch, a
+ * stream of changes) (proto/examples/kv.proto), and server reflection
+ * unless --no-reflection (docs/GUIDE.md, "Reflection"), until SIGINT/SIGTERM (Ctrl-C on Windows), then
  * stops gracefully and exits 0. Exit 2 if the address cannot be served
  * (for example another server holds it), 64 for bad usage. */
 #include <stdio.h>
@@ -144,14 +145,23 @@ static const duct_examples_kv_key_value_handlers handlers = {
 };
 
 int main(int argc, char **argv) {
-  if (argc != 2) {
-    fprintf(stderr, "usage: %s ADDRESS\n", argv[0]);
+  /* Reflection (`duct list ADDRESS`) is on unless asked off: the server
+   * then answers its calls UNIMPLEMENTED, as one built without it would. */
+  duct_server_opts opts = {0};
+  if (argc == 3 && strcmp(argv[2], "--no-reflection") == 0)
+    opts.disable_reflection = 1;
+  else if (argc != 2) {
+    fprintf(stderr,
+            "usage: %s ADDRESS [--no-reflection]\n"
+            "  --no-reflection  do not answer duct.reflection.v1.Reflection "
+            "(duct list/describe)\n",
+            argv[0]);
     return 64;
   }
   duct_stop_signals_catch();
   kv_store *store = kv_store_new();
   duct_server *s = NULL;
-  duct_code rc = store ? duct_server_new(NULL, &s) : DUCT_RESOURCE_EXHAUSTED;
+  duct_code rc = store ? duct_server_new(&opts, &s) : DUCT_RESOURCE_EXHAUSTED;
   if (rc == DUCT_OK)
     rc = duct_examples_kv_key_value_register(s, &handlers, store);
   if (rc == DUCT_OK)

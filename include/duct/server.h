@@ -84,6 +84,13 @@ typedef struct duct_server_opts {
    * until it is finished). A call past it is answered
    * DUCT_RESOURCE_EXHAUSTED. 0: 1024. */
   uint32_t max_calls_per_connection;
+  /* The server answers the built-in reflection service
+   * duct.reflection.v1.Reflection (proto/duct/reflection.proto): the
+   * services it serves and the .proto descriptors that define them, for
+   * tools such as `duct list`. Nothing there that a client could not
+   * learn from the .proto files, and the authorize hook sees its calls
+   * like any other (docs/GUIDE.md, "Reflection"). */
+  int disable_reflection; /* 1: no reflection service; its calls get DUCT_UNIMPLEMENTED */
 } duct_server_opts;
 
 /* Creates a server. DUCT_INVALID_ARGUMENT for an option out of range (one

@@ -72,11 +72,27 @@ typedef struct duct_method {
   duct_stream_invoke_fn invoke_stream; /* the streaming kinds; NULL for unary */
 } duct_method;
 
-/* One service: its full name ("pkg.Service") and its methods. */
+/* One .proto file as protoc saw it, embedded by protoc-gen-duct so a server
+ * can describe itself (server reflection, docs/GUIDE.md). Static data. */
+typedef struct duct_file {
+  const char *name;                    /* as imported: "kv/kv.proto" */
+  const uint8_t *descriptor;           /* serialized google.protobuf.FileDescriptorProto,
+                                          source_code_info removed */
+  size_t size;                         /* bytes at descriptor */
+  const char *const *symbols;          /* full names defined here, no leading dot: messages
+                                          (nested ones too), enums (nested too), services,
+                                          and methods as "pkg.Service.Method"; NULL-terminated */
+  const struct duct_file *const *deps; /* its direct imports, NULL-terminated */
+} duct_file;
+
+/* One service: its full name ("pkg.Service"), its methods and, for server
+ * reflection (docs/GUIDE.md, "Reflection"), the file that defines it. All
+ * static data emitted by protoc-gen-duct. */
 typedef struct duct_service {
   const char *name;
   size_t n_methods;
   const duct_method *methods;
+  const duct_file *file; /* the file that defines the service; NULL: none embedded */
 } duct_service;
 
 /* Who is on the other end of a connection, as the operating system

@@ -123,6 +123,9 @@ case "$step" in
     bad=$(echo "$syms" | grep -v '^duct_[a-z]' || true)
     [ -z "$bad" ] || fail "libduct.so exports more than duct_ names: $bad"
     grep -qx duct_call_unary <<<"$syms" || fail "libduct.so lacks duct_call_unary"
+    # The reflection service's generated stubs are duct's own, not API.
+    leaked=$(grep '^duct_reflection_v1_' <<<"$syms" || true)
+    [ -z "$leaked" ] || fail "libduct.so exports the reflection stubs: $leaked"
     build_and_run "$WORK/shared" -DCMAKE_PREFIX_PATH="$WORK/shared-prefix"
     libs=$(ldd "$WORK/shared/inventory-client")
     grep -q "$WORK/shared-prefix/lib/libduct.so" <<<"$libs" ||

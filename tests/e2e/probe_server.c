@@ -307,6 +307,8 @@ static duct_code forbidden(duct_ctx *ctx, const Duct__Test__Empty *req, Duct__Te
   return duct_ctx_fail(ctx, DUCT_INTERNAL, "the authorization hook should have refused this");
 }
 
+static int deny_reflection; /* set by main before the server starts */
+
 static duct_code authorize(void *user, const duct_peer *peer, const duct_method *m) {
   (void)user;
   duct__mutex_lock(&mu);
@@ -315,6 +317,10 @@ static duct_code authorize(void *user, const duct_peer *peer, const duct_method 
   last_auth_has_uid = peer->has_uid;
   snprintf(last_auth_user, sizeof last_auth_user, "%s", peer->user);
   duct__mutex_unlock(&mu);
+  /* --deny-reflection: the hook refuses the built-in reflection service
+   * like any of the application's own (test_reflection.c). */
+  if (deny_reflection && !strncmp(m->name, "/duct.reflection.v1.Reflection/", 31))
+    return DUCT_PERMISSION_DENIED;
   return strcmp(m->name, "/duct.test.Probe/Forbidden") ? DUCT_OK : DUCT_PERMISSION_DENIED;
 }
 
@@ -370,35 +376,50 @@ int main(int argc, char **argv) {
     return run_client(argv[2], (unsigned)atoi(argv[3]));
   if (argc == 3 && !strcmp(argv[1], "--stream-client"))
     return run_stream_client(argv[2]);
-  if (argc < 2 || argc % 2 != 0) {
+  if (argc < 2) {
     fprintf(stderr, "usage: %s ADDRESS [--max-message N] [--idle-ms N] [--workers N]\n"
                     "  [--max-connections N] [--max-partial BYTES] [--max-call-memory BYTES]\n"
-                    "  [--drain-ms N] [--max-calls N]\n", argv[0]);
+                    "  [--drain-ms N] [--max-calls N] [--no-reflection] [--deny-reflection]\n",
+            argv[0]);
     return 64;
   }
   /* Room for test_hostile's 1,024 idle connections plus its own. */
   test_raise_fd_limit(4096);
   duct_server_opts o = {.authorize = authorize, .workers = 4};
   int drain_ms = 5000;
-  for (int i = 2; i + 1 < argc; i += 2) {
-    unsigned v = (unsigned)atoi(argv[i + 1]);
-    if (!strcmp(argv[i], "--max-connections"))
+  for (int i = 2; i < argc; i++) {
+    /* The two flags stand alone; every other option takes a value. */
+    if (!strcmp(argv[i], "--no-reflection")) {
+      o.disable_reflection = 1;
+      continue;
+    }
+    if (!strcmp(argv[i], "--deny-reflection")) {
+      deny_reflection = 1;
+      continue;
+    }
+    if (i + 1 >= argc) {
+      fprintf(stderr, "duct-probe-server: %s needs a value\n", argv[i]);
+      return 64;
+    }
+    const char *opt = argv[i++];
+    unsigned v = (unsigned)atoi(argv[i]);
+    if (!strcmp(opt, "--max-connections"))
       o.max_connections = v;
-    else if (!strcmp(argv[i], "--max-partial"))
+    else if (!strcmp(opt, "--max-partial"))
       o.max_partial_memory = v;
-    else if (!strcmp(argv[i], "--max-call-memory"))
+    else if (!strcmp(opt, "--max-call-memory"))
       o.max_call_memory = v;
-    else if (!strcmp(argv[i], "--drain-ms"))
+    else if (!strcmp(opt, "--drain-ms"))
       drain_ms = (int)v;
-    else if (!strcmp(argv[i], "--max-message"))
+    else if (!strcmp(opt, "--max-message"))
       o.max_message_size = v;
-    else if (!strcmp(argv[i], "--idle-ms"))
+    else if (!strcmp(opt, "--idle-ms"))
       o.idle_timeout_ms = v;
-    else if (!strcmp(argv[i], "--max-calls"))
+    else if (!strcmp(opt, "--max-calls"))
       o.max_calls_per_connection = v;
-    else if (!strcmp(argv[i], "--workers"))
+    else if (!strcmp(opt, "--workers"))
       o.workers = (int)v;
-    else if (!strcmp(argv[i], "--as-uid") && test_become_user(v) != 0) {
+    else if (!strcmp(opt, "--as-uid") && test_become_user(v) != 0) {
       /* A server of another user, for the client's identity check. */
       fprintf(stderr, "duct-probe-server: cannot become uid %u\n", v);
       return 4;
