@@ -103,10 +103,12 @@ static int input_open(cli *c, input *in) {
     return DUCT_OK;
   }
   in->eof = 1;
-  in->buf = strdup(d ? d : "");
-  if (!in->buf)
+  if (!d)
+    d = "";
+  in->len = in->cap = strlen(d);
+  if (!(in->buf = malloc(in->len + 1)))
     return cli_fail(DUCT_RESOURCE_EXHAUSTED, "out of memory");
-  in->len = in->cap = strlen(in->buf);
+  memcpy(in->buf, d, in->len + 1);
   return DUCT_OK;
 }
 

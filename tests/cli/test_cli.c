@@ -92,10 +92,30 @@ static void expect_out(const run_out *r, const char *want) {
     fail_msg("stdout differs.\nexpected:\n%s\ngot:\n%s\nstderr:\n%s", want, r->out, r->err);
 }
 
+/* The test's server, killed by the teardown if the test fails first: a
+ * server left running would hold ctest's output open. */
+static test_proc *current_server;
+
 static test_proc *start_server(const char *exe, const char *const *args, int n) {
   test_proc *p = test_proc_start(exe, args, n);
   assert_non_null(p);
+  current_server = p;
   return p;
+}
+
+static void stop_server(test_proc *p) {
+  test_proc_term(p);
+  test_proc_wait(p, 15000);
+  test_proc_free(p);
+  current_server = NULL;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  if (current_server)
+    test_proc_free(current_server); /* kills it */
+  current_server = NULL;
+  return 0;
 }
 
 /* Asks for the list until the server answers (duct waits up to its
@@ -106,16 +126,17 @@ static void wait_listening(const char *addr) {
   expect_rc(&r, 0);
 }
 
+/* The reflection service comes first: the server registers it itself. */
 static const char *kv_list =
+    "duct.reflection.v1.Reflection\n"
+    "  ListServices          unary\n"
+    "  FileContainingSymbol  unary\n"
     "duct.examples.kv.KeyValue\n"
     "  Put     unary\n"
     "  Get     unary\n"
     "  Delete  unary\n"
     "  List    unary\n"
-    "  Watch   server-streaming\n"
-    "duct.reflection.v1.Reflection\n"
-    "  ListServices          unary\n"
-    "  FileContainingSymbol  unary\n";
+    "  Watch   server-streaming\n";
 
 static void test_usage(void **state) {
   (void)state;
@@ -223,9 +244,7 @@ static void test_kv(void **state) {
   assert_non_null(strstr(r.out, "  enum Kind {\n"));
   assert_non_null(strstr(r.out, "  string key = 2;\n"));
 
-  test_proc_term(server);
-  test_proc_wait(server, 15000);
-  test_proc_free(server);
+  stop_server(server);
 }
 
 /* Waits (up to a deadline) until the watcher's output file holds `want`,
@@ -296,6 +315,7 @@ static void test_kv_watch(void **state) {
       fail_msg("exit %d, stderr:\n%s", rc, err);
   }
   test_proc_free(server);
+  current_server = NULL;
 }
 
 static const char *probe_proto_dir = DUCT_TEST_PROBE_DIR;
@@ -336,9 +356,7 @@ static void test_probe_kinds(void **state) {
   snprintf(big, sizeof big, "{\"count\":\"1\",\"size\":%d}", 5000);
   DUCT(&r, "call", addr, "duct.test.Probe/Range", big, "--max-message-size", "1K");
   expect_rc(&r, 8);
-  test_proc_term(server);
-  test_proc_wait(server, 15000);
-  test_proc_free(server);
+  stop_server(server);
 }
 
 static void test_no_reflection(void **state) {
@@ -377,9 +395,7 @@ static void test_no_reflection(void **state) {
   expect_err(&r, 5, "was not found");
   DUCT(&r, "list", addr, "--protoset", proto); /* a .proto is not a descriptor set */
   expect_rc(&r, 3);
-  test_proc_term(server);
-  test_proc_wait(server, 15000);
-  test_proc_free(server);
+  stop_server(server);
 }
 
 int main(int argc, char **argv) {
@@ -389,9 +405,11 @@ int main(int argc, char **argv) {
   snprintf(kv_exe, sizeof kv_exe, "%s", test_sibling_exe(argv0, "kv-server"));
   snprintf(probe_exe, sizeof probe_exe, "%s", test_sibling_exe(argv0, "duct-probe-server"));
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_usage),       cmocka_unit_test(test_kv),
-      cmocka_unit_test(test_kv_watch),    cmocka_unit_test(test_probe_kinds),
-      cmocka_unit_test(test_no_reflection),
+      cmocka_unit_test_teardown(test_usage, teardown),
+      cmocka_unit_test_teardown(test_kv, teardown),
+      cmocka_unit_test_teardown(test_kv_watch, teardown),
+      cmocka_unit_test_teardown(test_probe_kinds, teardown),
+      cmocka_unit_test_teardown(test_no_reflection, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
