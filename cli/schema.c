@@ -24,14 +24,14 @@ static int add_set_file(cli *c, const char *path) {
   return bad ? pool_fail(path, err) : DUCT_OK;
 }
 
-/* The directory part of a path ("." for none), for a default -I. */
+/* The directory part of a path ("." for none), for a default -I. A
+ * backslash counts as a separator on every system: Windows paths have
+ * them, and a .proto file name with one is not worth the ambiguity. */
 static void dir_of(const char *path, char *out, size_t cap) {
   const char *slash = strrchr(path, '/');
-#ifdef _WIN32
   const char *bs = strrchr(path, '\\');
   if (bs && (!slash || bs > slash))
     slash = bs;
-#endif
   if (!slash) {
     snprintf(out, cap, ".");
     return;

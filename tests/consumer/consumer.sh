@@ -50,12 +50,16 @@ check_layout() {
       [ -f "$p/$f" ] || fail "$p/$f is missing"
     done
     [ -x "$p/libexec/duct/protoc-gen-duct" ] || fail "no host plugin in $p/libexec/duct"
+    [ -f "$p/bin/duct.exe" ] || fail "no duct.exe (the command-line tool) in $p/bin"
   else
     [ -f "$lib/libduct.a" ] || [ -f "$lib/libduct.so" ] || fail "no libduct in $lib"
     [ -x "$p/bin/protoc-gen-duct" ] || fail "no $p/bin/protoc-gen-duct"
     v=$("$p/bin/protoc-gen-duct" --version)
     grep -qx "protoc-gen-duct [0-9.]*" <<<"$v" ||
       fail "protoc-gen-duct --version"
+    [ -x "$p/bin/duct" ] || fail "no $p/bin/duct (the command-line tool)"
+    v=$("$p/bin/duct" --version)
+    grep -qx "duct [0-9.]*" <<<"$v" || fail "duct --version printed: $v"
   fi
 }
 package_args() {
@@ -138,13 +142,14 @@ case "$step" in
     dpkg-deb -f "$deb" Package Version Depends
     list=$(dpkg-deb -c "$deb" | awk '{print $6}')
     for f in ./usr/include/duct/duct.h ./usr/include/duct/version.h ./usr/lib/libduct.a \
-             ./usr/bin/protoc-gen-duct ./usr/lib/pkgconfig/duct.pc \
+             ./usr/bin/protoc-gen-duct ./usr/bin/duct ./usr/lib/pkgconfig/duct.pc \
              ./usr/lib/cmake/duct/ductConfig.cmake ./usr/lib/cmake/duct/ductTargets.cmake \
              ./usr/lib/cmake/duct/DuctGenerate.cmake ./usr/share/doc/duct/USING.md; do
       grep -qx "$f" <<<"$list" || fail "$deb lacks $f"
     done
     deps=$(dpkg-deb -f "$deb" Depends)
-    for d in libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libc6 libprotobuf-c1; do
+    # libjson-c5: the duct tool's, found by shlibdeps.
+    for d in libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libc6 libprotobuf-c1 libjson-c5; do
       grep -q "$d" <<<"$deps" || fail "Depends lacks $d: $deps"
     done
     root=$WORK/deb/root
