@@ -80,6 +80,11 @@ static int run_protoc(cli *c) {
                       "--proto needs protoc and '%s' was not found: install protobuf-compiler, "
                       "or name it with --protoc PATH (or DUCT_PROTOC)",
                       c->protoc);
+  else if (rc == DUCT_UNIMPLEMENTED)
+    result = cli_fail(DUCT_UNIMPLEMENTED,
+                      "'%s' was started but cannot be waited for (under Wine, a Linux "
+                      "protoc): name a Windows protoc.exe with --protoc, or use --protoset",
+                      c->protoc);
   else if (rc != DUCT_OK)
     result = cli_fail(DUCT_INTERNAL, "could not run '%s'", c->protoc);
   else if (code != 0)

@@ -77,14 +77,14 @@ uint32_t duct__getpid(void);
  * with argv, inheriting this process's standard handles, and waits for
  * it. DUCT_OK with *exit_code set; DUCT_NOT_FOUND if there is no such
  * program; DUCT_INTERNAL if the system refused to start it or it died by
- * a signal (*exit_code -1). For tools (the duct CLI runs protoc); never
- * used by the library's own paths. */
+ * a signal (*exit_code -1); DUCT_UNIMPLEMENTED if it was started but
+ * cannot be waited for (Wine starting a Unix program). For tools (the
+ * duct CLI runs protoc); never used by the library's own paths. */
 duct_code duct__spawn_wait(const char *const *argv, int *exit_code);
 /* Makes a new, empty file for a child program to overwrite and writes its
- * path to buf: in $TMPDIR (or /tmp) on POSIX; on Windows in the current
- * directory under a relative name, because the program may be a Unix
- * one run by Wine, which cannot open a Windows temporary path. The caller
- * removes it. 0, or -1 when no file can be made. */
+ * path to buf (at least 260 bytes on Windows): in $TMPDIR (or /tmp) on
+ * POSIX, in GetTempPath's folder on Windows. The caller removes it. 0, or
+ * -1 when no file can be made. */
 int duct__temp_file(char *buf, size_t cap);
 
 #endif /* DUCT_RUNTIME_SYS_H */

@@ -71,7 +71,12 @@ duct_code duct__spawn_wait(const char *const *argv, int *exit_code) {
     return e == ERROR_FILE_NOT_FOUND || e == ERROR_PATH_NOT_FOUND ? DUCT_NOT_FOUND
                                                                    : DUCT_INTERNAL;
   }
-  CloseHandle(pi.hThread);
+  if (pi.hThread)
+    CloseHandle(pi.hThread);
+  /* Wine starts a Unix program given by its path, but hands back no
+   * process to wait for: its end and exit code cannot be known. */
+  if (!pi.hProcess)
+    return DUCT_UNIMPLEMENTED;
   WaitForSingleObject(pi.hProcess, INFINITE);
   DWORD rc = 0;
   int ok = GetExitCodeProcess(pi.hProcess, &rc);
@@ -83,20 +88,10 @@ duct_code duct__spawn_wait(const char *const *argv, int *exit_code) {
 }
 
 int duct__temp_file(char *buf, size_t cap) {
-  static volatile LONG seq;
-  for (int tries = 0; tries < 100; tries++) {
-    int n = snprintf(buf, cap, ".duct-%lu-%ld.tmp", (unsigned long)GetCurrentProcessId(),
-                     (long)InterlockedIncrement(&seq));
-    if (n < 0 || (size_t)n >= cap)
-      return -1;
-    HANDLE h = CreateFileA(buf, GENERIC_WRITE, 0, NULL, CREATE_NEW, FILE_ATTRIBUTE_TEMPORARY,
-                           NULL);
-    if (h != INVALID_HANDLE_VALUE) {
-      CloseHandle(h);
-      return 0;
-    }
-    if (GetLastError() != ERROR_FILE_EXISTS)
-      return -1;
-  }
-  return -1;
+  char dir[MAX_PATH + 1];
+  DWORD n = GetTempPathA(sizeof dir, dir);
+  if (n == 0 || n > sizeof dir || cap < MAX_PATH)
+    return -1;
+  /* Creates the file, with a name unique in dir. */
+  return GetTempFileNameA(dir, "dct", 0, buf) ? 0 : -1;
 }

@@ -24,8 +24,9 @@ test_proc *test_proc_start_out(const char *exe, const char *const *args, int nar
  * three may be NULL (inherited). */
 test_proc *test_proc_start_io(const char *exe, const char *const *args, int nargs,
                               const char *in_path, const char *out_path, const char *err_path);
-/* Sends the child a Ctrl-C (SIGINT) and returns 1 where the platform can
- * send one to a single child (POSIX); returns 0 and does nothing else. */
+/* Sends the child a Ctrl-C and returns 1 where one can reach a single
+ * child: SIGINT on POSIX, and under Wine the SIGINT that Wine turns into
+ * CTRL_C_EVENT. Elsewhere (Windows itself) returns 0 and does nothing. */
 int test_proc_interrupt(test_proc *p);
 /* 1 if test_proc_term asks for a graceful stop (POSIX), 0 if it kills. */
 int test_proc_can_term(void);
