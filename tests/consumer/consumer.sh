@@ -117,7 +117,7 @@ case "$step" in
     rm -rf "$WORK/shared-build" "$WORK/shared-prefix"
     cmake -S "$DUCT_SRC" -B "$WORK/shared-build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       -DBUILD_SHARED_LIBS=ON -DDUCT_TESTS=OFF -DDUCT_EXAMPLES=OFF -DDUCT_WERROR=ON
-    cmake --build "$WORK/shared-build" -j2 --target duct_shared protoc-gen-duct
+    cmake --build "$WORK/shared-build" -j2 --target duct_shared protoc-gen-duct duct_cli
     cmake --install "$WORK/shared-build" --prefix "$WORK/shared-prefix"
     check_layout "$WORK/shared-prefix"
     so=$WORK/shared-prefix/lib/libduct.so
