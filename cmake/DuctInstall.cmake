@@ -3,6 +3,7 @@
 #   include/duct/*.h            public headers (and duct/version.h)
 #   lib/libduct.a (or .so)      the library
 #   bin/protoc-gen-duct         the protoc plugin (a native build's)
+#   bin/duct                    the command-line tool (cli/, when DUCT_CLI)
 #   lib/cmake/duct/             ductConfig.cmake, ductConfigVersion.cmake,
 #                               the exported targets, DuctGenerate.cmake,
 #                               the mingw-w64 toolchain file
