@@ -666,7 +666,7 @@ static flow_result async_case(duct_channel *ch, size_t payload, uint32_t calls, 
 static void usage(const char *argv0) {
   fprintf(stderr,
           "usage: %s [--quick | --smoke] [--reps N] [--calls-scale X] [--only MODE]\n"
-          "          [--payload BYTES]\n"
+          "          [--payload BYTES] [--clients 1|4]\n"
           "  --quick        one repetition with fewer calls (under a minute)\n"
           "  --smoke        a handful of calls per case (the test suite's check)\n"
           "  --reps N       repetitions per case (default 3); medians are printed\n"
@@ -674,7 +674,9 @@ static void usage(const char *argv0) {
           "  --only MODE    unary, stream or async: only those lines (async runs the\n"
           "                16 B unary cases too, for its comparison); for profiling\n"
           "  --payload B    only the cases of payload B (16, 1024, 65536, 1048576;\n"
-          "                async is 16 only); for profiling\n",
+          "                async is 16 only); for profiling\n"
+          "  --clients N    only the unary and stream cases with N client threads (1 or 4;\n"
+          "                no async line); for profiling\n",
           argv0);
 }
 
@@ -697,6 +699,7 @@ int main(int argc, char **argv) {
   double scale = 1.0;
   const char *only = NULL;
   size_t only_payload = 0; /* 0: every payload */
+  int only_clients = 0;     /* 0: 1 and MAX_CLIENTS */
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--quick")) {
       reps = 1;
@@ -714,6 +717,9 @@ int main(int argc, char **argv) {
       only = argv[++i];
     } else if (!strcmp(argv[i], "--payload") && i + 1 < argc) {
       only_payload = (size_t)strtoul(argv[++i], NULL, 10);
+    } else if (!strcmp(argv[i], "--clients") && i + 1 < argc &&
+               (atoi(argv[i + 1]) == 1 || atoi(argv[i + 1]) == MAX_CLIENTS)) {
+      only_clients = atoi(argv[++i]);
     } else {
       usage(argv[0]);
       return 64;
@@ -748,7 +754,8 @@ int main(int argc, char **argv) {
   double small_raw[2] = {0, 0}, small_duct[2] = {0, 0};
   static const int client_counts[] = {1, MAX_CLIENTS};
   int do_unary = !only || !strcmp(only, "unary"), do_stream = !only || !strcmp(only, "stream");
-  int do_async = (!only || !strcmp(only, "async")) && (!only_payload || only_payload == 16);
+  int do_async = (!only || !strcmp(only, "async")) && (!only_payload || only_payload == 16) &&
+                 !only_clients;
   for (size_t pi = 0; pi < sizeof payloads / sizeof *payloads; pi++) {
     if (!do_unary && !(do_async && payloads[pi] == 16))
       continue;
@@ -756,6 +763,8 @@ int main(int argc, char **argv) {
       continue;
     for (size_t ci = 0; ci < 2; ci++) {
       int clients = client_counts[ci];
+      if (only_clients && clients != only_clients)
+        continue;
       plan p = {payloads[pi], (int)(calls[pi] * scale), 0};
       if (p.calls < 5)
         p.calls = 5;

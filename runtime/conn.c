@@ -51,6 +51,7 @@ void duct__conn_init(duct__conn *c, duct__conn_set *set) {
   /* Waiting for HELLO counts as a partial message for the idle timeout. */
   atomic_init(&c->partial_since, now);
   atomic_init(&c->in_call, 0);
+  atomic_init(&c->multiplexed, 0);
   atomic_init(&c->q_since, 0);
   c->peer.user = c->user;
   duct__mutex_init(&c->mu);

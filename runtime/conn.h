@@ -83,6 +83,11 @@ struct duct__conn {
   _Atomic int64_t last_active;
   _Atomic int64_t partial_since;
   atomic_int in_call;
+  /* Set once the core has had two calls open on it at once (a client
+   * multiplexing async calls or streams): a platform that serves a busy
+   * connection on one thread (POSIX's hold, listener.c) stops doing so,
+   * so that one call's handler never holds up the next call's. */
+  atomic_int multiplexed;
 
   duct__mutex mu;           /* the queue and close_detail */
   char close_detail[192];   /* why it ended, for closed() */

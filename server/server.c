@@ -922,7 +922,8 @@ static int on_request(sconn *sc, const duct__msg *m, int64_t started, duct_code 
   sc->calls = x;
   sc->nopen++;
   sc->nlive++;
-  atomic_fetch_add(&sc->c->in_call, 1);
+  if (atomic_fetch_add(&sc->c->in_call, 1) > 0)
+    atomic_store(&sc->c->multiplexed, 1);
   duct__mutex_unlock(&sc->mu);
   if (atomic_load(&s->stopping)) {
     call_end(x, DUCT_UNAVAILABLE, "the server is stopping", NULL, 0);

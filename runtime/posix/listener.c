@@ -19,6 +19,28 @@
  * The wake eventfd is level-triggered and never read: once written (by
  * duct__listener_free) every worker sees it on its next epoll_wait.
  *
+ * The hold: a busy connection served by one thread. A worker that has
+ * just answered a call keeps the connection and waits for its next
+ * message in a blocking recvmsg (the socket is blocking, with an
+ * SO_RCVTIMEO of HOLD_MS; every other read and write passes MSG_DONTWAIT),
+ * and runs a unary handler without arming the read first. A client
+ * calling again and again then costs the server one recvmsg and one
+ * sendmsg per call, the raw floor, instead of epoll_wait + recvmsg +
+ * epoll_ctl + sendmsg. Three limits keep it from costing anyone else:
+ *   - at most workers - 1 workers hold at once, so one always waits in
+ *     epoll_wait for the other connections (one worker: no hold at all);
+ *   - a connection idle for HOLD_MS goes back to epoll;
+ *   - a connection that has had two calls open at once (async calls,
+ *     streams: duct__conn.multiplexed) is never held, so one call's
+ *     handler cannot hold up the next call's, which another worker would
+ *     run meanwhile.
+ * While the handler runs, the connection is RS_RELEASED: nobody reads it
+ * and it is not armed. The tick (every TICK_MS) arms a released
+ * connection, so a handler that runs long still sees its CANCEL and its
+ * client's end, at most a tick late; the holder, back from the handler,
+ * finds it armed and leaves it to epoll. Otherwise the holder takes it
+ * back (one compare-and-swap) and reads on.
+ *
  * Writing, from any thread. A message is written with one non-blocking
  * sendmsg, under the connection's queue lock (c->mu), by whichever thread
  * sends it; when the socket's buffer is full (a peer that reads slowly)
@@ -82,6 +104,10 @@
 #include "runtime/conn.h"
 
 #define TICK_MS 100
+/* How long a worker holding a connection waits for its next message
+ * before giving it back to epoll (SO_RCVTIMEO; the kernel rounds it up to
+ * a clock tick). Short: a held worker serves no one else meanwhile. */
+#define HOLD_MS 2
 /* Messages one worker reads from one connection before re-arming it, so a
  * chatty client cannot hold a worker while others wait. */
 #define READ_BUDGET 16
@@ -90,6 +116,13 @@
  * for a connection, holds) its kind, so the worker can tell them apart
  * without a lookup. */
 enum src_kind { SRC_LISTEN = 1, SRC_WAKE, SRC_TIMER, SRC_CONN, SRC_CONN_WRITE };
+
+/* Who reads a connection (the hold, above). */
+enum read_state {
+  RS_ARMED = 0, /* its read is armed in epoll, or is being armed */
+  RS_OWNED,     /* a worker reads it */
+  RS_RELEASED,  /* its holder runs a handler: neither read nor armed */
+};
 
 typedef struct pconn {
   duct__conn base; /* first: conn.c's view of it */
@@ -110,12 +143,18 @@ typedef struct pconn {
    * see (it does not model EPOLL_CTL_MOD). Uncontended in practice. */
   duct__mutex arm_mu;
   int grown; /* SO_SNDBUF was raised once for a large message */
+  atomic_int rstate; /* enum read_state */
 } pconn;
 
 typedef struct worker {
   duct__listener *l;
   duct__thread thread;
   uint8_t *buf; /* max_frame bytes: message() borrows it */
+  /* The connection this worker released to run a handler, for the tick
+   * to arm if the handler runs long; NULL when none. Under rel_mu, which
+   * also orders the holder's taking it back against the tick's arming. */
+  duct__mutex rel_mu;
+  pconn *released;
 } worker;
 
 struct duct__listener {
@@ -139,6 +178,7 @@ struct duct__listener {
 
   worker *w;
   int nstarted;
+  atomic_int holders; /* workers holding a connection (the hold) */
 
   /* pconns not yet freed. Not the set's count: a connection leaves the
    * set when it ends, but lives on while its write watch or the core
@@ -278,18 +318,76 @@ static void conn_arm(pconn *pc, int op) {
   }
 }
 
-/* One read event for pc: reads up to READ_BUDGET messages and hands each
- * to message(). */
+/* Whether this worker may hold pc (the hold, above). On 1 the caller
+ * counts in l->holders until hold_end. */
+static int hold_try(duct__listener *l, pconn *pc) {
+  if (atomic_load(&pc->base.multiplexed))
+    return 0;
+  if (atomic_fetch_add(&l->holders, 1) < l->o.workers - 1)
+    return 1;
+  atomic_fetch_sub(&l->holders, 1);
+  return 0;
+}
+
+static void hold_end(duct__listener *l) { atomic_fetch_sub(&l->holders, 1); }
+
+/* run() on a held connection, its read released meanwhile (the hold).
+ * Returns 1 if it is still this worker's afterwards, 0 if the tick armed
+ * it because the handler ran long: then epoll has it, and it may already
+ * be ended and freed by another worker. */
+static int run_held(worker *w, pconn *pc) {
+  void *state = pc->base.state;
+  duct__conn_ref(&pc->base); /* for the compare-and-swap after run() */
+  duct__mutex_lock(&w->rel_mu);
+  atomic_store(&pc->rstate, RS_RELEASED);
+  w->released = pc;
+  duct__mutex_unlock(&w->rel_mu);
+  w->l->set.cb.run(state);
+  duct__mutex_lock(&w->rel_mu);
+  w->released = NULL;
+  int expect = RS_RELEASED;
+  int mine = atomic_compare_exchange_strong(&pc->rstate, &expect, RS_OWNED);
+  duct__mutex_unlock(&w->rel_mu);
+  /* When mine, the set's reference keeps pc: only its reader ends it. */
+  duct__conn_unref(&pc->base);
+  return mine;
+}
+
+/* The tick: a connection released for a handler that is still running is
+ * armed, so its next messages and its end are seen meanwhile. */
+static void arm_released(duct__listener *l) {
+  for (int i = 0; i < l->o.workers; i++) {
+    worker *w = &l->w[i];
+    pconn *pc = NULL;
+    duct__mutex_lock(&w->rel_mu);
+    int expect = RS_RELEASED;
+    if (w->released && atomic_compare_exchange_strong(&w->released->rstate, &expect, RS_ARMED)) {
+      pc = w->released;
+      duct__conn_ref(&pc->base);
+    }
+    duct__mutex_unlock(&w->rel_mu);
+    if (pc) {
+      conn_arm(pc, EPOLL_CTL_MOD);
+      duct__conn_unref(&pc->base);
+    }
+  }
+}
+
+/* One read event for pc: reads its messages and hands each to message().
+ * Without the hold, up to READ_BUDGET of them, until one is answered or
+ * none is left, then the read is armed again; holding, until the
+ * connection is idle for HOLD_MS. */
 static void conn_event(worker *w, pconn *pc) {
   duct__listener *l = w->l;
-  int run = 0; /* message() returned 2: run() after re-arming */
+  int holding = 0;
   /* Wait out the arming thread's epoll_ctl (see arm_mu). */
   duct__mutex_lock(&pc->arm_mu);
   duct__mutex_unlock(&pc->arm_mu);
-  for (int budget = READ_BUDGET; budget > 0; budget--) {
+  atomic_store(&pc->rstate, RS_OWNED);
+  for (int budget = READ_BUDGET;;) {
     if (duct__conn_closing(&pc->base)) {
       conn_finish(pc, DUCT_CANCELLED, NULL);
-      return;
+      goto ended;
     }
     struct iovec v = {.iov_base = w->buf, .iov_len = l->o.max_frame};
     struct msghdr m;
@@ -299,28 +397,29 @@ static void conn_event(worker *w, pconn *pc) {
     /* MSG_TRUNC makes recvmsg return the message's real length even when
      * it is longer than the buffer (Linux, AF_UNIX datagram and seqpacket
      * sockets); the excess is discarded by the kernel, so a too-large
-     * message can only be refused, never read later. */
-    ssize_t n = recvmsg(pc->fd, &m, MSG_TRUNC | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+     * message can only be refused, never read later. Holding, the read
+     * blocks (up to SO_RCVTIMEO). */
+    int wait = holding ? 0 : MSG_DONTWAIT;
+    ssize_t n = recvmsg(pc->fd, &m, MSG_TRUNC | wait | MSG_CMSG_CLOEXEC);
     if (n < 0) {
       int e = errno;
-      if (e == EINTR) {
-        budget++;
+      if (e == EINTR)
         continue;
-      }
       if (e == EAGAIN || e == EWOULDBLOCK)
-        break;
+        break; /* nothing left, or the hold's time is up */
       char sys[128], d[192];
       duct__posix_strerror(e, sys, sizeof sys);
       snprintf(d, sizeof d, "recv: %s", sys);
       conn_finish(pc, duct__posix_code(e), d);
-      return;
+      goto ended;
     }
     if (n == 0) {
       /* End of file. A zero-length SOCK_SEQPACKET message would read the
        * same, but duct never sends one (a frame is at least 32 bytes), so
-       * 0 is taken as the peer's orderly close. */
+       * 0 is taken as the peer's orderly close (or our own shutdown, whose
+       * reason was recorded first). */
       conn_finish(pc, DUCT_OK, "the peer closed the connection");
-      return;
+      goto ended;
     }
     if ((size_t)n > l->o.max_frame || (m.msg_flags & MSG_TRUNC)) {
       char d[128];
@@ -329,32 +428,46 @@ static void conn_event(worker *w, pconn *pc) {
       if (l->set.cb.violation)
         l->set.cb.violation(pc->base.state, DUCT_RESOURCE_EXHAUSTED, d);
       conn_finish(pc, DUCT_RESOURCE_EXHAUSTED, d);
-      return;
+      goto ended;
     }
     atomic_store(&pc->base.last_active, duct__now_ms());
     int r = l->set.cb.message(pc->base.state, w->buf, (size_t)n);
     if (r < 0) {
       conn_finish(pc, DUCT_CANCELLED,
                   "the server closed the connection after a message");
-      return;
+      goto ended;
     }
     if (r == 2) {
-      run = 1;
-      break;
+      if (holding || (holding = hold_try(l, pc))) {
+        if (!run_held(w, pc)) {
+          hold_end(l);
+          return;
+        }
+        continue;
+      }
+      /* Read before re-arming: from then on the connection may be ended
+       * and freed by another worker, and only what the core keeps alive
+       * may be used (transport.h, run()). The listener outlives every
+       * worker. */
+      void *state = pc->base.state;
+      atomic_store(&pc->rstate, RS_ARMED);
+      conn_arm(pc, EPOLL_CTL_MOD);
+      l->set.cb.run(state);
+      return;
     }
-    if (r > 0)
-      break; /* a reply went out: the next recvmsg would be EAGAIN */
+    /* A reply went out (the next recvmsg would be EAGAIN), or the budget
+     * is spent: hold the connection, or give it back. */
+    if (!holding && (r > 0 || --budget == 0) && !(holding = hold_try(l, pc)))
+      break;
   }
-  if (!run) {
-    conn_arm(pc, EPOLL_CTL_MOD);
-    return;
-  }
-  /* Read before re-arming: from then on the connection may be ended and
-   * freed by another worker, and only what the core keeps alive may be
-   * used (transport.h, run()). The listener outlives every worker. */
-  void *state = pc->base.state;
+  if (holding)
+    hold_end(l);
+  atomic_store(&pc->rstate, RS_ARMED);
   conn_arm(pc, EPOLL_CTL_MOD);
-  l->set.cb.run(state);
+  return;
+ended:
+  if (holding)
+    hold_end(l);
 }
 
 /* The write watch's event: write what the socket takes, watch again while
@@ -383,7 +496,9 @@ static void listener_readable(worker *w) {
     duct__mutex_unlock(&l->accept_mu);
     return;
   }
-  int fd = accept4(l->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  /* Blocking, for the hold's recvmsg; every other read and write on it
+   * passes MSG_DONTWAIT. */
+  int fd = accept4(l->lfd, NULL, NULL, SOCK_CLOEXEC);
   int e = fd < 0 ? errno : 0;
   if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
     /* Out of descriptors or memory: the connection stays in the backlog
@@ -424,6 +539,8 @@ static void listener_readable(worker *w) {
   p->gid = (uint32_t)cr.gid;
   p->has_uid = 1;
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &l->sockbuf, sizeof l->sockbuf);
+  struct timeval hold = {.tv_sec = 0, .tv_usec = HOLD_MS * 1000};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &hold, sizeof hold);
 
   /* Refused (stopping, full of busy connections, or by the core): the
    * client sees end-of-file. */
@@ -444,8 +561,10 @@ static void tick_due(duct__listener *l) {
   duct__mutex_lock(&l->tick_mu);
   /* Reading clears the timerfd; EAGAIN (nothing due) cannot happen after
    * a oneshot event but is harmless. */
-  if (read(l->timerfd, &expirations, sizeof expirations) > 0)
+  if (read(l->timerfd, &expirations, sizeof expirations) > 0) {
     duct__conn_set_tick(&l->set);
+    arm_released(l);
+  }
   duct__mutex_lock(&l->accept_mu);
   if (l->accept_paused && l->lfd >= 0)
     arm_listener(l);
@@ -634,8 +753,13 @@ fail:
 duct_code duct__listener_start(duct__listener *l) {
   /* May be called again after a failure: what exists is kept, and only
    * the missing buffers and threads are made. */
-  if (!l->w && !(l->w = duct__calloc((size_t)l->o.workers, sizeof *l->w)))
-    return DUCT_RESOURCE_EXHAUSTED;
+  if (!l->w) {
+    if (!(l->w = duct__calloc((size_t)l->o.workers, sizeof *l->w)))
+      return DUCT_RESOURCE_EXHAUSTED;
+    /* Before any thread: the tick looks at every worker's rel_mu. */
+    for (int i = 0; i < l->o.workers; i++)
+      duct__mutex_init(&l->w[i].rel_mu);
+  }
   for (int i = 0; i < l->o.workers; i++) {
     l->w[i].l = l;
     if (!l->w[i].buf && !(l->w[i].buf = duct__malloc(l->o.max_frame)))
@@ -711,8 +835,10 @@ void duct__listener_free(duct__listener *l) {
       duct__thread_join(&l->w[i].thread);
   }
   if (l->w) {
-    for (int i = 0; i < l->o.workers; i++)
+    for (int i = 0; i < l->o.workers; i++) {
       duct__free(l->w[i].buf);
+      duct__mutex_destroy(&l->w[i].rel_mu);
+    }
     duct__free(l->w);
   }
   if (l->epfd >= 0)
