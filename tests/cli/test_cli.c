@@ -19,6 +19,7 @@
 #endif
 
 #include "tests/support/proc.h"
+#include "tests/support/text.h"
 
 static const char *argv0;
 static char duct_exe[4096], kv_exe[4096], probe_exe[4096];
@@ -34,22 +35,10 @@ typedef struct run_out {
   char err[4096];
 } run_out;
 
-/* Reads a file into buf (CRs dropped: Windows programs write CRLF), then
- * removes it. */
+/* What a child wrote to `path` (tests/support/text.h), then removes it. */
 static void slurp(const char *path, char *buf, size_t cap) {
-  buf[0] = '\0';
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return;
-  size_t got = fread(buf, 1, cap - 1, f);
-  buf[got] = '\0';
-  fclose(f);
+  test_slurp(path, buf, cap);
   remove(path);
-  char *w = buf;
-  for (char *r = buf; *r; r++)
-    if (*r != '\r')
-      *w++ = *r;
-  *w = '\0';
 }
 
 /* Runs duct with the NULL-terminated arguments, `in` (may be NULL) as its

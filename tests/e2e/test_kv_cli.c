@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "tests/support/proc.h"
+#include "tests/support/text.h"
 
 static const char *argv0;
 static char server_exe[4096], client_exe[4096];
@@ -29,18 +30,8 @@ static int client(const char *address, const char *a1, const char *a2, const cha
   assert_non_null(p);
   int rc = test_proc_wait(p, 30000);
   test_proc_free(p);
-  FILE *f = fopen(path, "rb");
-  assert_non_null(f);
-  size_t got = fread(out, 1, cap - 1, f);
-  out[got] = '\0';
-  fclose(f);
+  test_slurp(path, out, cap);
   remove(path);
-  /* Windows programs write CRLF; compare lines, not line ends. */
-  char *w = out;
-  for (char *r = out; *r; r++)
-    if (*r != '\r')
-      *w++ = *r;
-  *w = '\0';
   return rc;
 }
 
@@ -88,22 +79,6 @@ static void test_kv_cli(void **state) {
   assert_int_equal(client(addr, "get", "color", NULL, out, sizeof out), 2);
 }
 
-/* The file's contents without CRs (empty if unreadable). */
-static void slurp(const char *path, char *out, size_t cap) {
-  out[0] = '\0';
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return;
-  size_t got = fread(out, 1, cap - 1, f);
-  out[got] = '\0';
-  fclose(f);
-  char *w = out;
-  for (char *r = out; *r; r++)
-    if (*r != '\r')
-      *w++ = *r;
-  *w = '\0';
-}
-
 /* Waits (up to a deadline) until the watcher's output contains `want`,
  * putting `key` again every round: a change made before the watch is in
  * place is not seen, and this is how a user would find out. */
@@ -113,7 +88,7 @@ static void wait_output(const char *addr, const char *path, const char *want, co
   for (int i = 0; i < 300; i++) {
     if (key)
       assert_int_equal(client(addr, "put", key, "1", junk, sizeof junk), 0);
-    slurp(path, out, cap);
+    test_slurp(path, out, cap);
     if (strstr(out, want))
       return;
   }
