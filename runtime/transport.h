@@ -91,7 +91,13 @@ typedef struct duct__srv_cb {
    *      once, on this same thread. The transport reads no more messages
    *      in this batch; it re-arms before calling run(), so other workers
    *      may deliver further messages (message()) and the end (closed())
-   *      of this connection while run() works. Only with run set. */
+   *      of this connection while run() works. Only with run set.
+   *      (POSIX may hold a connection instead, for the system calls it
+   *      saves: run() first, the read re-armed by the tick only if run()
+   *      lasts, and this thread reads on afterwards. It never does so on
+   *      a connection the core marked multiplexed (runtime/conn.h), so a
+   *      core that can have two calls open on one connection sets that
+   *      flag when it has.) */
   int (*message)(void *conn_state, const uint8_t *msg, size_t len);
   /* After message() returned 2: exactly once, on the thread that called
    * that message(), after the read was re-armed (even when re-arming
