@@ -300,9 +300,37 @@ static int same_message(const duct__frame *a, const duct__frame *b) {
          a->deadline_ms == b->deadline_ms;
 }
 
+uint8_t *duct__reasm_slot(duct__reasm *r, size_t *room) {
+  if (!r->active || r->discard || !r->buf || r->len >= r->cap)
+    return NULL;
+  size_t to_max = r->max_message - r->len;
+  *room = r->cap - r->len < to_max ? r->cap - r->len : to_max;
+  return *room ? r->buf + r->len : NULL;
+}
+
+/* payload == NULL: the payload is already in place at r->buf + r->len
+ * (duct__reasm_feed_placed). */
+static duct_code feed(duct__reasm *r, const duct__frame *f, const uint8_t *payload,
+                      duct__msg *out, const char **why);
+
+duct_code duct__reasm_feed_placed(duct__reasm *r, const duct__frame *f, duct__msg *out,
+                                  const char **why) {
+  if (r->active && !r->discard && same_message(&r->first, f) &&
+      f->payload_len <= r->cap - r->len && f->payload_len <= r->max_message - r->len)
+    return feed(r, f, NULL, out, why);
+  /* Not the next fragment: fed as received (its bytes are still where the
+   * slot was, not yet part of the message). */
+  return feed(r, f, r->buf ? r->buf + r->len : NULL, out, why);
+}
+
 duct_code duct__reasm_feed(duct__reasm *r, const duct__frame *f,
                            const uint8_t *payload, duct__msg *out,
                            const char **why) {
+  return feed(r, f, payload, out, why);
+}
+
+static duct_code feed(duct__reasm *r, const duct__frame *f, const uint8_t *payload,
+                      duct__msg *out, const char **why) {
   int more = (f->flags & DUCT__FLAG_MORE) != 0;
   *why = NULL;
   out->done = 0;
@@ -334,7 +362,9 @@ duct_code duct__reasm_feed(duct__reasm *r, const duct__frame *f,
   }
 
   int full;
-  if (!r->discard && (full = reasm_append(r, payload, f->payload_len)) != 0) {
+  if (!payload)
+    r->len += f->payload_len; /* received in place, checked by the caller */
+  else if (!r->discard && (full = reasm_append(r, payload, f->payload_len)) != 0) {
     r->discard = (unsigned char)full; /* read to the last fragment, keep nothing */
     r->len = 0;
   }

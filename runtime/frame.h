@@ -154,6 +154,22 @@ duct_code duct__reasm_feed(duct__reasm *r, const duct__frame *f,
                            const uint8_t *payload, duct__msg *out,
                            const char **why);
 
+/* Where the next fragment of the message in progress may be received in
+ * place (a transport's scatter read: header to its own buffer, payload
+ * straight here), with *room bytes free; NULL when no message is in
+ * progress, it is being dropped, or its buffer has no free room (the
+ * fragment is then received elsewhere and fed with duct__reasm_feed, which
+ * grows the buffer as bytes arrive). Valid until the next feed. */
+uint8_t *duct__reasm_slot(duct__reasm *r, size_t *room);
+
+/* duct__reasm_feed for a frame whose payload was received at the slot
+ * (f->payload_len bytes, at most *room): when the frame continues the
+ * message in progress, its bytes are taken where they are, with no copy;
+ * otherwise it is fed like any other (a violation, as fragments of two
+ * messages may not interleave). */
+duct_code duct__reasm_feed_placed(duct__reasm *r, const duct__frame *f, duct__msg *out,
+                                  const char **why);
+
 /* 32-bit FNV-1a of a full method name "/pkg.Service/Method". */
 uint32_t duct__method_id(const char *full_name);
 

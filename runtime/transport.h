@@ -99,6 +99,16 @@ typedef struct duct__srv_cb {
    *      core that can have two calls open on one connection sets that
    *      flag when it has.) */
   int (*message)(void *conn_state, const uint8_t *msg, size_t len);
+  /* Optional, for a transport that can scatter a read: where the payload
+   * of the next message may be received in place, with *room bytes there,
+   * or NULL. Asked before a read, by the thread that will deliver that
+   * message; the core offers the free end of a message arriving in
+   * fragments, so the fragments after the first are never copied. */
+  uint8_t *(*rx_slot)(void *conn_state, size_t *room);
+  /* With rx_slot: one whole message of `len` bytes whose first
+   * DUCT__HEADER_SIZE bytes are at `hdr` (borrowed for the call) and the
+   * rest at the slot rx_slot gave. Returns as message() does. */
+  int (*message_placed)(void *conn_state, const uint8_t *hdr, size_t len);
   /* After message() returned 2: exactly once, on the thread that called
    * that message(), after the read was re-armed (even when re-arming
    * failed, or the connection ended meanwhile). What holds during run():

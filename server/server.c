@@ -142,6 +142,7 @@ struct sconn {
   duct_peer peer;
   char user[192];
   duct__session sess; /* HELLO, limits, reassembly (runtime/session.h) */
+  int placed;         /* the message being handled was received in place */
   atomic_int refs;    /* the connection's, and one per call */
   duct__mutex mu;     /* calls, runq, spare, each call's state */
   duct__mutex tx_mu;  /* one message at a time goes out, whole */
@@ -1068,8 +1069,33 @@ static int on_hello(sconn *sc, const duct__frame *f, const uint8_t *payload) {
 
 /* Called by the transport with one whole message; one at a time per
  * connection, so the receive state needs no lock. */
-static int on_message(void *state, const uint8_t *msg, size_t len) {
+static int decoded(sconn *sc, const uint8_t *msg, size_t len, const uint8_t *payload);
+
+/* The fragments of a large message after its first are received straight
+ * into its reassembly buffer (a scatter read, where the transport can):
+ * the free end of that buffer is offered here. */
+static uint8_t *on_rx_slot(void *state, size_t *room) {
   sconn *sc = state;
+  return sc->sess.hello_done ? duct__reasm_slot(&sc->sess.rx, room) : NULL;
+}
+
+static int on_message_placed(void *state, const uint8_t *hdr, size_t len) {
+  sconn *sc = state;
+  sc->placed = 1;
+  size_t room = 0;
+  uint8_t *slot = duct__reasm_slot(&sc->sess.rx, &room);
+  int r = decoded(sc, hdr, len, slot);
+  sc->placed = 0;
+  return r;
+}
+
+static int on_message(void *state, const uint8_t *msg, size_t len) {
+  return decoded(state, msg, len, msg + DUCT__HEADER_SIZE);
+}
+
+/* A message whose header is at msg (len bytes in all) and whose payload
+ * is at `payload`: right after the header, or, placed, at the slot. */
+static int decoded(sconn *sc, const uint8_t *msg, size_t len, const uint8_t *payload) {
   duct_server *s = sc->s;
   duct__frame f;
   const char *why;
@@ -1084,7 +1110,6 @@ static int on_message(void *state, const uint8_t *msg, size_t len) {
     }
     return violation(sc, rc, why);
   }
-  const uint8_t *payload = msg + DUCT__HEADER_SIZE;
   if (!sc->sess.hello_done)
     return f.type == DUCT__HELLO ? on_hello(sc, &f, payload)
                                  : violation(sc, DUCT_INTERNAL, "first frame is not HELLO");
@@ -1117,7 +1142,8 @@ static int on_message(void *state, const uint8_t *msg, size_t len) {
   int was_partial = sc->sess.rx.active;
   int64_t now = duct__now_ms();
   duct__msg m;
-  rc = duct__reasm_feed(&sc->sess.rx, &f, payload, &m, &why);
+  rc = sc->placed ? duct__reasm_feed_placed(&sc->sess.rx, &f, &m, &why)
+                  : duct__reasm_feed(&sc->sess.rx, &f, payload, &m, &why);
   if (rc == DUCT_INTERNAL)
     return violation(sc, rc, why);
   if (!m.done) {
@@ -1302,6 +1328,8 @@ static void on_tick(void *core) {
 
 static const duct__srv_cb callbacks = {.open = on_open,
                                        .message = on_message,
+                                       .rx_slot = on_rx_slot,
+                                       .message_placed = on_message_placed,
                                        .closed = on_closed,
                                        .evict = on_evict,
                                        .violation = on_violation,

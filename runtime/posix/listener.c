@@ -102,6 +102,7 @@
 #include "sys.h"
 #include "runtime/alloc.h"
 #include "runtime/conn.h"
+#include "runtime/frame.h"
 
 #define TICK_MS 100
 /* How long a worker holding a connection waits for its next message
@@ -389,11 +390,24 @@ static void conn_event(worker *w, pconn *pc) {
       conn_finish(pc, DUCT_CANCELLED, NULL);
       goto ended;
     }
-    struct iovec v = {.iov_base = w->buf, .iov_len = l->o.max_frame};
+    /* A fragment that continues a message in progress is received
+     * straight into its reassembly buffer: the header into ours, the
+     * payload into the slot the core offers (when it has room for the
+     * largest payload a frame can carry). */
+    size_t room = 0, most = l->o.max_frame - DUCT__HEADER_SIZE;
+    uint8_t *slot = l->set.cb.rx_slot ? l->set.cb.rx_slot(pc->base.state, &room) : NULL;
+    if (room < most)
+      slot = NULL;
+    struct iovec v[2] = {{.iov_base = w->buf, .iov_len = l->o.max_frame}};
+    if (slot) {
+      v[0].iov_len = DUCT__HEADER_SIZE;
+      v[1].iov_base = slot;
+      v[1].iov_len = most;
+    }
     struct msghdr m;
     memset(&m, 0, sizeof m);
-    m.msg_iov = &v;
-    m.msg_iovlen = 1;
+    m.msg_iov = v;
+    m.msg_iovlen = slot ? 2 : 1;
     /* MSG_TRUNC makes recvmsg return the message's real length even when
      * it is longer than the buffer (Linux, AF_UNIX datagram and seqpacket
      * sockets); the excess is discarded by the kernel, so a too-large
@@ -431,7 +445,9 @@ static void conn_event(worker *w, pconn *pc) {
       goto ended;
     }
     atomic_store(&pc->base.last_active, duct__now_ms());
-    int r = l->set.cb.message(pc->base.state, w->buf, (size_t)n);
+    int r = slot && n >= DUCT__HEADER_SIZE
+                ? l->set.cb.message_placed(pc->base.state, w->buf, (size_t)n)
+                : l->set.cb.message(pc->base.state, w->buf, (size_t)n);
     if (r < 0) {
       conn_finish(pc, DUCT_CANCELLED,
                   "the server closed the connection after a message");

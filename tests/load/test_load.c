@@ -277,9 +277,17 @@ static void test_load_flat_memory(void **state) {
              "(the last three rounds' lowest)",
              (unsigned long long)live_first, (unsigned long long)live_last);
 #ifndef DUCT_LOAD_SKIP_RSS
+  /* Resident memory may also rise towards what duct holds: buffers duct
+   * allocated in the warm-up count in live_bytes at once but in resident
+   * memory only once their pages are first written, which may take many
+   * rounds (with POSIX's hold, a connection's large buffers are touched
+   * later than without). A leak outside duct rises past that too. */
+  uint64_t rss_ceiling = before.rss_kb + live_last / 1024;
+  if (rss_ceiling > rss_first)
+    rss_first = rss_ceiling;
   if (rss_first && rss_last > rss_first + RSS_MARGIN_KB)
-    fail_msg("resident memory grew from %llu (the first half's highest) to %llu KiB "
-             "(the last three rounds' lowest)",
+    fail_msg("resident memory grew from %llu (the first half's highest, or what the server "
+             "held at the start plus duct's memory) to %llu KiB (the last three rounds' lowest)",
              (unsigned long long)rss_first,
              (unsigned long long)rss_last);
 #endif

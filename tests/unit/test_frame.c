@@ -393,6 +393,66 @@ static void test_memory_follows_bytes_not_claims(void **state) {
   duct__reasm_free(&r);
 }
 
+/* Fragments received in place (duct__reasm_slot, a transport's scatter
+ * read) build the same message as fragments fed from elsewhere, without a
+ * copy, and what is not the next fragment is handled as if fed. */
+static void test_reasm_in_place(void **state) {
+  (void)state;
+  duct__reasm r;
+  duct__msg m;
+  const char *why;
+  size_t room;
+  static uint8_t chunk[1000];
+  duct__reasm_init(&r, 0);
+  /* No message in progress: no slot. */
+  assert_null(duct__reasm_slot(&r, &room));
+  duct__frame f = req(7, 1000);
+  f.flags = DUCT__FLAG_MORE;
+  for (size_t i = 0; i < sizeof chunk; i++)
+    chunk[i] = (uint8_t)i;
+  assert_int_equal(duct__reasm_feed(&r, &f, chunk, &m, &why), DUCT_OK);
+  /* The first fragment grew the buffer past its bytes: the next ones land
+   * where they belong. */
+  for (int k = 1; k < 4; k++) {
+    uint8_t *slot = duct__reasm_slot(&r, &room);
+    assert_non_null(slot);
+    assert_ptr_equal(slot, r.buf + (size_t)k * 1000);
+    assert_true(room >= 1000);
+    for (size_t i = 0; i < 1000; i++)
+      slot[i] = (uint8_t)(i + (size_t)k);
+    if (k == 3)
+      f.flags = 0;
+    assert_int_equal(duct__reasm_feed_placed(&r, &f, &m, &why), DUCT_OK);
+  }
+  assert_true(m.done);
+  assert_int_equal(m.len, 4000);
+  assert_int_equal(m.hdr.call_id, 7);
+  for (size_t k = 0; k < 4; k++)
+    for (size_t i = 0; i < 1000; i += 97)
+      assert_int_equal(m.data[k * 1000 + i], (uint8_t)(i + k));
+  /* Another call's fragment at the slot: the same violation as fed. */
+  f.flags = DUCT__FLAG_MORE;
+  assert_int_equal(duct__reasm_feed(&r, &f, chunk, &m, &why), DUCT_OK);
+  duct__frame other = req(8, 16);
+  other.flags = DUCT__FLAG_MORE;
+  assert_non_null(duct__reasm_slot(&r, &room));
+  assert_int_equal(duct__reasm_feed_placed(&r, &other, &m, &why), DUCT_INTERNAL);
+  assert_non_null(why);
+  /* Past max_message the slot is refused, and a message being dropped
+   * has none. */
+  duct__reasm_free(&r);
+  duct__reasm_init(&r, 1500);
+  f = req(9, 1000);
+  f.flags = DUCT__FLAG_MORE;
+  assert_int_equal(duct__reasm_feed(&r, &f, chunk, &m, &why), DUCT_OK);
+  uint8_t *slot = duct__reasm_slot(&r, &room);
+  assert_non_null(slot);
+  assert_int_equal(room, 500);
+  assert_int_equal(duct__reasm_feed(&r, &f, chunk, &m, &why), DUCT_OK); /* over: dropped */
+  assert_null(duct__reasm_slot(&r, &room));
+  duct__reasm_free(&r);
+}
+
 static void test_interleaved_fragments_rejected(void **state) {
   (void)state;
   duct__reasm r;
@@ -436,6 +496,7 @@ int main(void) {
       cmocka_unit_test(test_reassembly_limit),
       cmocka_unit_test(test_memory_follows_bytes_not_claims),
       cmocka_unit_test(test_interleaved_fragments_rejected),
+      cmocka_unit_test(test_reasm_in_place),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
