@@ -19,6 +19,7 @@ typedef struct clink {
   uint8_t *rxbuf; /* one transport message */
   uint8_t *txbuf; /* packed request with header room, grown as needed */
   size_t txcap;
+  int no_scatter; /* the transport said it has no link_recv_into */
 } clink;
 
 struct duct_channel {

@@ -302,6 +302,28 @@ static const char *transport_text(duct_code rc) {
   }
 }
 
+/* The next frame of a reply. A fragment after the first is received
+ * straight into the reassembly buffer where the transport can (a scatter
+ * read: header to rxbuf, payload to the slot), and *slot then says where
+ * its payload is; otherwise everything lands in rxbuf and *slot is NULL. */
+static duct_code recv_next(clink *k, uint8_t **slot, size_t *len, int64_t deadline) {
+  size_t room = 0, most = DUCT__DEFAULT_MAX_FRAME - DUCT__HEADER_SIZE;
+  *slot = NULL;
+  uint8_t *at = k->no_scatter || !k->t->link_recv_into ? NULL : duct__reasm_slot(&k->sess.rx, &room);
+  if (at && room >= most) {
+    duct_code rc = k->t->link_recv_into(k->l, k->rxbuf, DUCT__HEADER_SIZE, at, most, len, deadline);
+    if (rc != DUCT_UNIMPLEMENTED) {
+      /* A message shorter than a header is all in rxbuf: the decoder
+       * refuses it from there. */
+      if (rc == DUCT_OK && *len >= DUCT__HEADER_SIZE)
+        *slot = at;
+      return rc;
+    }
+    k->no_scatter = 1;
+  }
+  return k->t->link_recv(k->l, k->rxbuf, DUCT__DEFAULT_MAX_FRAME, len, deadline);
+}
+
 duct_code duct_call_unary(duct_channel *ch, const duct_method *m, const ProtobufCMessage *req,
                           ProtobufCMessage **reply, const duct_call_opts *o) {
   if (reply)
@@ -359,8 +381,10 @@ duct_code duct_call_unary(duct_channel *ch, const duct_method *m, const Protobuf
     return finish(o, rc, "%s: %s", m->name, transport_text(rc));
   }
 
-  /* Read response frames until the message for this call is complete. */
-  for (;;) {
+  /* Read response frames until the message for this call is complete.
+   * `placed`: the frame's payload was received at the reassembly slot. */
+  uint8_t *slot = NULL;
+  for (int placed = 0;; placed = slot != NULL) {
     duct__frame f;
     const char *why;
     rc = duct__frame_decode(k->rxbuf, rlen, &f, &why);
@@ -369,7 +393,7 @@ duct_code duct_call_unary(duct_channel *ch, const duct_method *m, const Protobuf
       duct__log(&ch->log, DUCT_LOG_WARN, "%s: server sent a malformed frame: %s", ch->address, why);
       return finish(o, rc, "server sent a malformed frame: %s", why);
     }
-    const uint8_t *payload = k->rxbuf + DUCT__HEADER_SIZE;
+    const uint8_t *payload = placed ? slot : k->rxbuf + DUCT__HEADER_SIZE;
     if (f.type == DUCT__GOAWAY) {
       char text[DUCT__MAX_ERROR_TEXT + 1];
       duct__payload_text(text, sizeof text, payload, f.payload_len);
@@ -392,7 +416,8 @@ duct_code duct_call_unary(duct_channel *ch, const duct_method *m, const Protobuf
       return finish(o, (duct_code)f.status, "%s", text[0] ? text : duct_code_message((int)f.status));
     } else {
       duct__msg done;
-      rc = duct__reasm_feed(&k->sess.rx, &f, payload, &done, &why);
+      rc = placed ? duct__reasm_feed_placed(&k->sess.rx, &f, &done, &why)
+                  : duct__reasm_feed(&k->sess.rx, &f, payload, &done, &why);
       if (rc == DUCT_INTERNAL) {
         release(ch, k, 0);
         return finish(o, rc, "server sent a malformed reply: %s", why);
@@ -412,7 +437,7 @@ duct_code duct_call_unary(duct_channel *ch, const duct_method *m, const Protobuf
         return finish(o, DUCT_OK, NULL);
       }
     }
-    rc = k->t->link_recv(k->l, k->rxbuf, DUCT__DEFAULT_MAX_FRAME, &rlen, deadline);
+    rc = recv_next(k, &slot, &rlen, deadline);
     if (rc != DUCT_OK) {
       release(ch, k, 0);
       return finish(o, rc, "%s: %s", m->name, transport_text(rc));

@@ -18,6 +18,7 @@ const duct__transport_ops duct__platform_transport = {
     .link_open = duct__link_open_opts,
     .link_send = duct__link_send,
     .link_recv = duct__link_recv,
+    .link_recv_into = duct__link_recv_into,
     .link_transact = duct__link_transact,
     .link_shutdown = duct__link_shutdown,
     .link_close = duct__link_close,

@@ -237,6 +237,15 @@ duct_code duct__link_send(duct__link *l, const duct__iov *iov, int n,
  * once. */
 duct_code duct__link_recv(duct__link *l, uint8_t *buf, size_t cap,
                           size_t *len, int64_t deadline_ms);
+/* duct__link_recv with a scatter read: the message's first head_cap bytes
+ * into head, the rest (up to tail_cap) into tail; *len is the whole
+ * length. A client receives a reply's later fragments straight into the
+ * reassembly buffer this way. DUCT_UNIMPLEMENTED, with nothing read,
+ * where the platform has no scatter read (Windows: a pipe's ReadFile
+ * takes one buffer, and a second read per fragment would cost more than
+ * the copy it saves); receive with duct__link_recv then. */
+duct_code duct__link_recv_into(duct__link *l, uint8_t *head, size_t head_cap, uint8_t *tail,
+                               size_t tail_cap, size_t *len, int64_t deadline_ms);
 /* Sends one message and receives the next one: a single
  * TransactNamedPipe on Windows, sendmsg + recvmsg on POSIX. Both a send
  * and a receive: nobody else may be sending or receiving on l. */
@@ -291,6 +300,8 @@ typedef struct duct__transport_ops {
                          int64_t deadline_ms);
   duct_code (*link_recv)(duct__link *l, uint8_t *buf, size_t cap, size_t *len,
                          int64_t deadline_ms);
+  duct_code (*link_recv_into)(duct__link *l, uint8_t *head, size_t head_cap, uint8_t *tail,
+                              size_t tail_cap, size_t *len, int64_t deadline_ms);
   duct_code (*link_transact)(duct__link *l, const duct__iov *iov, int n,
                              uint8_t *buf, size_t cap, size_t *len,
                              int64_t deadline_ms);

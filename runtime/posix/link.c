@@ -275,14 +275,21 @@ duct_code duct__link_send(duct__link *l, const duct__iov *iov, int n,
 
 duct_code duct__link_recv(duct__link *l, uint8_t *buf, size_t cap,
                           size_t *len, int64_t deadline_ms) {
+  return duct__link_recv_into(l, buf, cap, NULL, 0, len, deadline_ms);
+}
+
+duct_code duct__link_recv_into(duct__link *l, uint8_t *buf, size_t head_cap, uint8_t *tail,
+                               size_t tail_cap, size_t *len, int64_t deadline_ms) {
   if (atomic_load(&l->broken) || atomic_load(&l->shut))
     return DUCT_UNAVAILABLE;
+  size_t cap = head_cap + (tail ? tail_cap : 0);
   for (;;) {
-    struct iovec v = {.iov_base = buf, .iov_len = cap};
+    struct iovec v[2] = {{.iov_base = buf, .iov_len = head_cap},
+                         {.iov_base = tail, .iov_len = tail_cap}};
     struct msghdr m;
     memset(&m, 0, sizeof m);
-    m.msg_iov = &v;
-    m.msg_iovlen = 1;
+    m.msg_iov = v;
+    m.msg_iovlen = tail ? 2 : 1;
     /* MSG_TRUNC: the return value is the message's full length, so a
      * message longer than cap is detected, never silently cut. */
     /* Without a deadline, block in recvmsg itself (one system call);

@@ -365,3 +365,9 @@ void duct__link_shutdown(duct__link *l) {
    * thread of this process. ERROR_NOT_FOUND (nothing pending) is fine. */
   CancelIoEx(l->pipe, NULL);
 }
+
+duct_code duct__link_recv_into(duct__link *l, uint8_t *head, size_t head_cap, uint8_t *tail,
+                               size_t tail_cap, size_t *len, int64_t deadline_ms) {
+  (void)l, (void)head, (void)head_cap, (void)tail, (void)tail_cap, (void)len, (void)deadline_ms;
+  return DUCT_UNIMPLEMENTED; /* transport.h: no scatter read on a pipe */
+}
