@@ -1,9 +1,10 @@
 /* duct-bench: duct against the raw transport floor (docs/BENCHMARKS.md).
  *
  *   duct-bench [--quick | --smoke] [--reps N] [--calls-scale X] [--only MODE]
- *              [--payload BYTES]
+ *              [--payload BYTES] [--peers]
  *   duct-bench --raw-server ADDRESS     (started by the bench itself)
  *   duct-bench --duct-server ADDRESS    (started by the bench itself)
+ *   duct-bench --peer-server NAME ADDRESS   (likewise, with --peers)
  *
  * For each payload (16 B, 1 KiB, 64 KiB, 1 MiB) and client count (1, 4) it
  * runs the same echo twice against servers in separate processes: once raw
@@ -21,7 +22,13 @@
  *  - async unary echoes of 16 B with 64 in flight on one channel, each
  *    completion starting the next; calls per second, beside the unary
  *    lines' 16 B numbers (there is no raw pipelined echo to compare with).
- * A default run repeats each case and reports medians. */
+ * A default run repeats each case and reports medians.
+ *
+ * With --peers (Linux, when bench/peers was built), the unary cases are run
+ * once more against other IPC stacks doing the same echo, gRPC C++ over a
+ * Unix socket and sd-bus through a private dbus-daemon (bench/peers/), with
+ * the same plan, threads and checks, and compared with this run's raw
+ * floor. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +37,9 @@
 #include <duct/duct.h>
 
 #include "bench.duct.h"
+#ifdef DUCT_BENCH_PEERS
+#include "peers.h"
+#endif
 #include "proc.h"
 #include "raw.h"
 #include "runtime/sys.h"
@@ -164,10 +174,22 @@ typedef struct gate {
   int ready, go, done;
 } gate;
 
+/* What a job measures: the raw floor, duct, or a peer. */
+typedef enum side { SIDE_DUCT, SIDE_RAW, SIDE_PEER } side;
+
+/* A peer's operations and its running state (bench/peers/peers.h); the
+ * table is an opaque pointer here so that builds without peers (Windows,
+ * no packages) compile the same code. */
+typedef struct peer_run {
+  const void *ops; /* const bench_peer * */
+  void *state;
+} peer_run;
+
 typedef struct job {
-  int raw; /* 1: raw floor, 0: duct */
+  side raw;
   const char *raw_addr;
   duct_channel *ch;
+  const peer_run *peer;
   plan p;
   gate *g;
   double *lat_us; /* p.calls entries */
@@ -305,12 +327,56 @@ static void run_duct(job *j) {
   free(buf);
 }
 
+#ifdef DUCT_BENCH_PEERS
+/* The same loop as run_duct through a peer's echo: the request is laid
+ * out once, each call is timed alone, the reply is compared after the
+ * clock has stopped. */
+static void run_peer(job *j) {
+  const bench_peer *ops = j->peer->ops;
+  uint8_t *buf = malloc(j->p.payload ? j->p.payload : 1);
+  void *c = buf ? ops->client_open(j->peer->state) : NULL;
+  if (!c) {
+    j->errors++;
+    j->error = "peer: cannot connect or allocate";
+    gate_arrive_and_wait(j->g);
+    free(buf);
+    return;
+  }
+  fill(buf, j->p.payload, (unsigned)(uintptr_t)j);
+  const uint8_t *reply;
+  size_t len;
+  for (int k = 0; k < j->p.warmup; k++)
+    if (ops->echo(c, buf, j->p.payload, &reply, &len) != 0)
+      j->errors++;
+  gate_arrive_and_wait(j->g);
+  for (int k = 0; k < j->p.calls; k++) {
+    uint64_t t0 = bench_now_ns();
+    int rc = ops->echo(c, buf, j->p.payload, &reply, &len);
+    uint64_t t1 = bench_now_ns();
+    j->lat_us[k] = (double)(t1 - t0) / 1000.0;
+    if (rc != 0) {
+      j->errors++;
+      j->error = "peer: call failed";
+    } else if (len != j->p.payload || memcmp(reply, buf, len) != 0) {
+      j->errors++;
+      j->error = "peer: reply differs from request";
+    }
+  }
+  ops->client_close(c);
+  free(buf);
+}
+#endif
+
 static void job_main(void *arg) {
   job *j = arg;
-  if (j->raw)
+  if (j->raw == SIDE_RAW)
     run_raw(j);
-  else
+  else if (j->raw == SIDE_DUCT)
     run_duct(j);
+#ifdef DUCT_BENCH_PEERS
+  else
+    run_peer(j);
+#endif
   duct__mutex_lock(&j->g->mu);
   j->g->done++;
   duct__cond_broadcast(&j->g->cv);
@@ -340,8 +406,10 @@ typedef struct result {
 } result;
 
 /* One run of one case on one side; `ch` is the duct channel (shared by the
- * client threads, as an application would share it). */
-static result run_case(int raw, const char *raw_addr, duct_channel *ch, plan p, int clients) {
+ * client threads, as an application would share it), `peer` the peer with
+ * its state (SIDE_PEER). */
+static result run_case(side raw, const char *raw_addr, duct_channel *ch, const peer_run *peer,
+                       plan p, int clients) {
   result r = {0};
   gate g = {0};
   job jobs[MAX_CLIENTS];
@@ -357,6 +425,7 @@ static result run_case(int raw, const char *raw_addr, duct_channel *ch, plan p, 
     jobs[i].raw = raw;
     jobs[i].raw_addr = raw_addr;
     jobs[i].ch = ch;
+    jobs[i].peer = peer;
     jobs[i].p = p;
     jobs[i].g = &g;
     jobs[i].lat_us = lat + (size_t)i * (size_t)p.calls;
@@ -366,7 +435,7 @@ static result run_case(int raw, const char *raw_addr, duct_channel *ch, plan p, 
   while (g.ready < clients)
     duct__cond_wait(&g.cv, &g.mu, -1);
   duct__mutex_unlock(&g.mu);
-  uint64_t a0 = raw ? 0 : server_allocs(ch);
+  uint64_t a0 = raw == SIDE_DUCT ? server_allocs(ch) : 0;
   uint64_t t0 = bench_now_ns();
   duct__mutex_lock(&g.mu);
   g.go = 1;
@@ -375,7 +444,7 @@ static result run_case(int raw, const char *raw_addr, duct_channel *ch, plan p, 
   for (int i = 0; i < clients; i++)
     duct__thread_join(&jobs[i].thread);
   uint64_t t1 = bench_now_ns();
-  uint64_t a1 = raw ? 0 : server_allocs(ch);
+  uint64_t a1 = raw == SIDE_DUCT ? server_allocs(ch) : 0;
   size_t total = (size_t)p.calls * (size_t)clients;
   qsort(lat, total, sizeof *lat, cmp_double);
   r.p50_us = lat[total / 2];
@@ -383,7 +452,7 @@ static result run_case(int raw, const char *raw_addr, duct_channel *ch, plan p, 
   r.calls_per_s = (double)total / ((double)(t1 - t0) / 1e9);
   /* a1 - a0 includes the first Stats call itself; it allocates nothing in
    * steady state either, so nothing is subtracted. */
-  r.allocs_per_call = raw ? 0 : (double)(a1 - a0) / (double)total;
+  r.allocs_per_call = raw == SIDE_DUCT ? (double)(a1 - a0) / (double)total : 0;
   for (int i = 0; i < clients; i++) {
     r.errors += jobs[i].errors;
     if (jobs[i].error)
@@ -663,10 +732,101 @@ static flow_result async_case(duct_channel *ch, size_t payload, uint32_t calls, 
   return r;
 }
 
+/* ---- --peers: other IPC stacks against this run's raw floor ---- */
+
+/* The raw floor of one unary case, as printed on its line. */
+typedef struct floor_case {
+  int have;
+  double p50_us, p99_us, calls_per_s;
+} floor_case;
+
+#ifdef DUCT_BENCH_PEERS
+static const bench_peer *find_peer(const char *name) {
+  int n;
+  const char *const *missing;
+  const bench_peer *t = bench_peers(&n, &missing);
+  for (int i = 0; i < n; i++)
+    if (!strcmp(t[i].name, name) && t[i].start)
+      return &t[i];
+  return NULL;
+}
+#endif
+
+/* Every built peer through the unary cases that ran in this run, with the
+ * same plans; floors[pi][ci] is the raw floor of payload pi and client
+ * count ci. Returns nonzero if a built peer failed. */
+static int run_peers(const char *self, const size_t *payloads, size_t n_payloads,
+                     const int *calls, double scale, int reps, const int *client_counts,
+                     floor_case floors[][2]) {
+#ifndef DUCT_BENCH_PEERS
+  (void)self, (void)payloads, (void)n_payloads, (void)calls, (void)scale, (void)reps;
+  (void)client_counts, (void)floors;
+  fprintf(stderr, "duct-bench: --peers: no peer was built (they are Linux only, and need "
+                  "libgrpc++-dev protobuf-compiler-grpc and libsystemd-dev dbus-daemon: "
+                  "bash scripts/deps.sh --peers, then configure again); skipped\n");
+  return 0;
+#else
+  int n, failed = 0;
+  const char *const *missing;
+  const bench_peer *t = bench_peers(&n, &missing);
+  char tag[32];
+  snprintf(tag, sizeof tag, "%u", (unsigned)duct__getpid());
+  for (int k = 0; k < n; k++) {
+    if (!t[k].start) {
+      fprintf(stderr, "duct-bench: --peers: %s %s; skipped\n", t[k].name, missing[k]);
+      continue;
+    }
+    peer_run pr = {&t[k], t[k].start(self, tag)};
+    if (!pr.state) {
+      fprintf(stderr, "duct-bench: --peers: %s did not start\n", t[k].name);
+      failed = 1;
+      continue;
+    }
+    for (size_t pi = 0; pi < n_payloads; pi++) {
+      for (size_t ci = 0; ci < 2; ci++) {
+        if (!floors[pi][ci].have)
+          continue;
+        int clients = client_counts[ci];
+        /* The plan of the unary line this one is compared with. */
+        plan p = {payloads[pi], (int)(calls[pi] * scale), 0};
+        if (p.calls < 5)
+          p.calls = 5;
+        p.warmup = p.calls / 10 + 2;
+        double p50[99], p99[99], tp[99];
+        int errors = 0;
+        for (int rep = 0; rep < reps; rep++) {
+          result r = run_case(SIDE_PEER, NULL, NULL, &pr, p, clients);
+          p50[rep] = r.p50_us;
+          p99[rep] = r.p99_us;
+          tp[rep] = r.calls_per_s;
+          errors += r.errors;
+        }
+        const floor_case *f = &floors[pi][ci];
+        double m50 = median(p50, reps), mt = median(tp, reps);
+        printf("bench transport=%s payload=%zu clients=%d calls=%d raw_p50_us=%.2f "
+               "peer_p50_us=%.2f p50_ratio=%.3f raw_calls_per_s=%.0f peer_calls_per_s=%.0f "
+               "throughput_ratio=%.3f raw_p99_us=%.2f peer_p99_us=%.2f reps=%d errors=%d\n",
+               t[k].name, p.payload, clients, p.calls * clients, f->p50_us, m50,
+               m50 / f->p50_us, f->calls_per_s, mt, mt / f->calls_per_s, f->p99_us,
+               median(p99, reps), reps, errors);
+        fflush(stdout);
+        if (errors)
+          failed = 1;
+      }
+    }
+    if (t[k].stop(pr.state) != 0) {
+      fprintf(stderr, "duct-bench: --peers: %s's processes did not exit cleanly\n", t[k].name);
+      failed = 1;
+    }
+  }
+  return failed;
+#endif
+}
+
 static void usage(const char *argv0) {
   fprintf(stderr,
           "usage: %s [--quick | --smoke] [--reps N] [--calls-scale X] [--only MODE]\n"
-          "          [--payload BYTES] [--clients 1|4]\n"
+          "          [--payload BYTES] [--clients 1|4] [--peers]\n"
           "  --quick        one repetition with fewer calls (under a minute)\n"
           "  --smoke        a handful of calls per case (the test suite's check)\n"
           "  --reps N       repetitions per case (default 3); medians are printed\n"
@@ -676,7 +836,11 @@ static void usage(const char *argv0) {
           "  --payload B    only the cases of payload B (16, 1024, 65536, 1048576;\n"
           "                async is 16 only); for profiling\n"
           "  --clients N    only the unary and stream cases with N client threads (1 or 4;\n"
-          "                no async line); for profiling\n",
+          "                no async line); for profiling\n"
+          "  --peers        then the unary cases with gRPC C++ over a Unix socket and\n"
+          "                sd-bus through a private dbus-daemon, against this run's\n"
+          "                raw floor (Linux, when built: docs/BENCHMARKS.md, Peers);\n"
+          "                --only peers: the unary lines and the peers' only\n",
           argv0);
 }
 
@@ -685,6 +849,12 @@ int main(int argc, char **argv) {
     return raw_server_main(argv[2]);
   if (argc == 3 && !strcmp(argv[1], "--duct-server"))
     return duct_server_main(argv[2]);
+#ifdef DUCT_BENCH_PEERS
+  if (argc == 4 && !strcmp(argv[1], "--peer-server")) {
+    const bench_peer *peer = find_peer(argv[2]);
+    return peer ? peer->server_main(argv[3]) : 64;
+  }
+#endif
   duct_set_allocator(&counting); /* client_allocs_per_*: this process's duct */
 
   /* Calls per case: enough for a stable p50 in the default run. */
@@ -700,6 +870,7 @@ int main(int argc, char **argv) {
   const char *only = NULL;
   size_t only_payload = 0; /* 0: every payload */
   int only_clients = 0;     /* 0: 1 and MAX_CLIENTS */
+  int peers = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--quick")) {
       reps = 1;
@@ -713,8 +884,11 @@ int main(int argc, char **argv) {
       scale = atof(argv[++i]);
     } else if (!strcmp(argv[i], "--only") && i + 1 < argc &&
                (!strcmp(argv[i + 1], "unary") || !strcmp(argv[i + 1], "stream") ||
-                !strcmp(argv[i + 1], "async"))) {
+                !strcmp(argv[i + 1], "async") || !strcmp(argv[i + 1], "peers"))) {
       only = argv[++i];
+      peers |= !strcmp(only, "peers");
+    } else if (!strcmp(argv[i], "--peers")) {
+      peers = 1;
     } else if (!strcmp(argv[i], "--payload") && i + 1 < argc) {
       only_payload = (size_t)strtoul(argv[++i], NULL, 10);
     } else if (!strcmp(argv[i], "--clients") && i + 1 < argc &&
@@ -753,7 +927,12 @@ int main(int argc, char **argv) {
    * clients. */
   double small_raw[2] = {0, 0}, small_duct[2] = {0, 0};
   static const int client_counts[] = {1, MAX_CLIENTS};
-  int do_unary = !only || !strcmp(only, "unary"), do_stream = !only || !strcmp(only, "stream");
+  /* The peers are compared with the unary lines' raw floor, so --only
+   * peers runs those too. */
+  int do_unary = !only || !strcmp(only, "unary") || !strcmp(only, "peers");
+  int do_stream = !only || !strcmp(only, "stream");
+  floor_case floors[sizeof payloads / sizeof *payloads][2];
+  memset(floors, 0, sizeof floors);
   int do_async = (!only || !strcmp(only, "async")) && (!only_payload || only_payload == 16) &&
                  !only_clients;
   for (size_t pi = 0; pi < sizeof payloads / sizeof *payloads; pi++) {
@@ -774,8 +953,8 @@ int main(int argc, char **argv) {
       for (int rep = 0; rep < reps; rep++) {
         /* Raw and duct alternate, so a slow phase of the machine hits
          * both sides of a ratio alike. */
-        result rr = run_case(1, raw_addr, NULL, p, clients);
-        result dr = run_case(0, NULL, ch, p, clients);
+        result rr = run_case(SIDE_RAW, raw_addr, NULL, NULL, p, clients);
+        result dr = run_case(SIDE_DUCT, NULL, ch, NULL, p, clients);
         rp50[rep] = rr.p50_us;
         dp50[rep] = dr.p50_us;
         rp99[rep] = rr.p99_us;
@@ -796,6 +975,7 @@ int main(int argc, char **argv) {
       fflush(stdout);
       if (errors)
         failed = 1;
+      floors[pi][ci] = (floor_case){1, r50, median(rp99, reps), rt};
       if (p.payload == 16) {
         small_raw[ci] = rt;
         small_duct[ci] = dt;
@@ -864,6 +1044,11 @@ int main(int argc, char **argv) {
     if (errors)
       failed = 1;
   }
+
+  if (peers && do_unary &&
+      run_peers(self, payloads, sizeof payloads / sizeof *payloads, calls, scale, reps,
+                client_counts, floors))
+    failed = 1;
 
   /* Both servers exit on request; the waits below reap them. */
   Bench__Empty e = BENCH__EMPTY__INIT;

@@ -5,6 +5,11 @@
 #
 #   scripts/deps.sh             the packages (native build, tests, demo)
 #   scripts/deps.sh --windows   the packages and the Windows sources
+#   scripts/deps.sh --peers     the packages and the benchmark's peers
+#                               (libgrpc++-dev protobuf-compiler-grpc
+#                               libsystemd-dev dbus-daemon), for
+#                               `duct-bench --peers` (docs/BENCHMARKS.md);
+#                               nothing else needs them, CI never installs them
 #
 # Idempotent: does nothing when everything is already there. Root is
 # needed only to install what is missing: with every package present, any
@@ -14,16 +19,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_src=0
+want_peers=0
 for a in "$@"; do
   case "$a" in
     --windows) want_src=1 ;;
-    *) echo "usage: scripts/deps.sh [--windows]" >&2; exit 2 ;;
+    --peers) want_peers=1 ;;
+    *) echo "usage: scripts/deps.sh [--windows] [--peers]" >&2; exit 2 ;;
   esac
 done
 
 PKGS=(cmake make pkg-config gcc g++ protobuf-c-compiler libprotobuf-c-dev
       libprotobuf-dev protobuf-compiler libcmocka-dev libjson-c-dev gcc-mingw-w64-x86-64
       wine64 clang libclang-rt-14-dev dpkg-dev valgrind)
+# Opt-in only: the default set is what CI installs, and the peers are not
+# part of it (bench/peers builds nothing without them).
+if [ "$want_peers" = 1 ]; then
+  PKGS+=(libgrpc++-dev protobuf-compiler-grpc libsystemd-dev dbus-daemon)
+fi
 SRC_DIR=.deps/src
 
 missing=()
