@@ -75,6 +75,10 @@ struct duct_server {
   size_t call_memory;   /* one call's arena cap */
   size_t queue_cap;     /* bytes one connection may have queued */
   sconn *conns;         /* every sconn not yet freed, under mu */
+  /* The tick's snapshot of conns, kept from tick to tick (one runs at a
+   * time) so that a steady server allocates nothing per tick either. */
+  sconn **tick_all;
+  size_t tick_cap;
   /* Read by every call, so atomics rather than `mu`: a call touches no lock
    * that its own connection does not need. */
   atomic_int stopping;
@@ -1294,18 +1298,32 @@ static void on_drained(void *state) {
 }
 
 /* Every connection, each with a reference, for a walk without s->mu. */
-static sconn **all_conns(duct_server *s, size_t *n) {
+/* A referenced snapshot of the connections, into *buf (*cap entries),
+ * grown when there are more; NULL (*n = 0) without memory. */
+static sconn **snapshot_conns(duct_server *s, sconn ***buf, size_t *cap, size_t *n) {
   duct__mutex_lock(&s->mu);
-  size_t k = 0, cap = 0;
+  size_t k = 0, count = 0;
   for (sconn *sc = s->conns; sc; sc = sc->snext)
-    cap++;
-  sconn **all = cap ? duct__malloc(cap * sizeof *all) : NULL;
-  for (sconn *sc = s->conns; all && sc; sc = sc->snext)
+    count++;
+  if (count > *cap) {
+    sconn **nb = duct__realloc(*buf, count * sizeof *nb);
+    if (nb) {
+      *buf = nb;
+      *cap = count;
+    }
+  }
+  for (sconn *sc = s->conns; *buf && sc && k < *cap; sc = sc->snext)
     if (sconn_try_ref(sc))
-      all[k++] = sc;
+      (*buf)[k++] = sc;
   duct__mutex_unlock(&s->mu);
   *n = k;
-  return all;
+  return *buf;
+}
+
+static sconn **all_conns(duct_server *s, size_t *n) {
+  sconn **all = NULL;
+  size_t cap = 0;
+  return snapshot_conns(s, &all, &cap, n);
 }
 
 static int past_deadline(duct_ctx *x, void *now) {
@@ -1318,12 +1336,11 @@ static void on_tick(void *core) {
   duct_server *s = core;
   int64_t now = duct__now_ms();
   size_t n;
-  sconn **all = all_conns(s, &n);
+  sconn **all = snapshot_conns(s, &s->tick_all, &s->tick_cap, &n);
   for (size_t i = 0; i < n; i++) {
     cancel_calls(all[i], past_deadline, &now, BY_DEADLINE);
     sconn_unref(all[i]);
   }
-  duct__free(all);
 }
 
 static const duct__srv_cb callbacks = {.open = on_open,
@@ -1671,6 +1688,7 @@ void duct_server_free(duct_server *s) {
   }
   duct__free(s->methods);
   duct__free(s->services);
+  duct__free(s->tick_all);
   duct__cond_destroy(&s->cv);
   duct__mutex_destroy(&s->mu);
   duct__free(s);
