@@ -290,7 +290,7 @@ static duct_code request_frame(void *ctx, const duct__iov *iov, int n, int last)
 static duct_code send_request(clink *k, const duct__frame *tmpl, uint8_t *payload, size_t len,
                               size_t *rlen, int64_t deadline) {
   request_sink r = {k, rlen, deadline};
-  return duct__session_send(&k->sess, tmpl, payload, len, request_frame, &r);
+  return duct__session_send(&k->sess, tmpl, payload, len, DUCT__SINK_DONE, request_frame, &r);
 }
 
 static const char *transport_text(duct_code rc) {

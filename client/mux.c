@@ -157,7 +157,8 @@ static duct_code ml_send_locked(mlink *ml, const duct__frame *tmpl, const Protob
     protobuf_c_message_pack(msg, ml->txbuf + DUCT__HEADER_SIZE);
   sink_arg a = {ml, deadline};
   duct_code rc =
-      duct__session_send(&ml->k->sess, tmpl, ml->txbuf + DUCT__HEADER_SIZE, len, ml_sink, &a);
+      duct__session_send(&ml->k->sess, tmpl, ml->txbuf + DUCT__HEADER_SIZE, len,
+                         DUCT__SINK_DONE, ml_sink, &a);
   if (rc != DUCT_OK)
     ml_kill(ml);
   return rc;

@@ -5,6 +5,9 @@
 #include <string.h>
 
 #include "runtime/alloc.h"
+#include "runtime/frame.h"
+
+_Static_assert(DUCT__CONN_HEAD_MAX >= DUCT__HEADER_SIZE, "a frame header is lent with its slice");
 
 /* Nodes kept for reuse after the queue empties are at most what the last
  * burst needed, and never more than this: a steady stream of 1 MiB
@@ -16,13 +19,35 @@
  * call, so a few small bursts say little. */
 #define SPARE_SLACK 16u
 
-/* A queued message: its bytes follow the header. */
+/* A queued message: its bytes follow the header, or, lent, lie at `lent`
+ * in the loan's memory with the first `headlen` bytes kept in head. */
 struct duct__qnode {
   duct__qnode *next;
   size_t len, cap;
+  duct__loan *loan;
+  uint8_t *lent;
+  size_t headlen;
+  uint8_t head[DUCT__CONN_HEAD_MAX];
 };
 
 static uint8_t *qdata(duct__qnode *q) { return (uint8_t *)(q + 1); }
+
+void duct__loan_drop(duct__loan *loan) {
+  if (atomic_fetch_sub_explicit(&loan->refs, 1, memory_order_acq_rel) == 1)
+    loan->release(loan);
+}
+
+/* The message at q as one piece, ready to write. A lent one gets its head
+ * back in front of the lent bytes here, not when it was queued: until
+ * the messages before it are written, those bytes are still the tail of
+ * the one before (duct__conn_send_lent). Only the queue's head is ever
+ * written, so that one is always done. */
+static const uint8_t *qbytes(duct__qnode *q) {
+  if (!q->loan)
+    return qdata(q);
+  memcpy(q->lent - q->headlen, q->head, q->headlen);
+  return q->lent - q->headlen;
+}
 
 void duct__conn_set_init(duct__conn_set *s, const duct__conn_io *io,
                          const duct__srv_cb *cb, void *core,
@@ -64,6 +89,8 @@ void duct__conn_ref(duct__conn *c) {
 static void free_nodes(duct__qnode *q) {
   while (q) {
     duct__qnode *next = q->next;
+    if (q->loan)
+      duct__loan_drop(q->loan);
     duct__free(q);
     q = next;
   }
@@ -261,6 +288,7 @@ static duct__qnode *take_node(duct__conn *c, size_t len) {
   }
   if (q) {
     q->next = NULL;
+    q->loan = NULL;
     c->burst_bytes += q->cap;
   }
   return q;
@@ -285,6 +313,10 @@ static int drop_head(duct__conn *c) {
     atomic_store(&c->q_since, duct__now_ms());
   }
   c->queued -= q->len;
+  if (q->loan) {
+    duct__loan_drop(q->loan);
+    q->loan = NULL;
+  }
   q->next = c->spare;
   c->spare = q;
   c->spare_bytes += q->cap;
@@ -321,7 +353,7 @@ static void burst_begin(duct__conn *c) {
   }
 }
 
-duct_code duct__conn_send(duct__conn *c, const duct__iov *iov, int n) {
+static duct_code send_any(duct__conn *c, const duct__iov *iov, int n, duct__loan *loan) {
   const duct__conn_io *io = c->set->io;
   size_t len = iov_len(iov, n);
   duct_code err = DUCT_OK;
@@ -360,17 +392,27 @@ duct_code duct__conn_send(duct__conn *c, const duct__iov *iov, int n) {
   }
   if (!c->qhead)
     burst_begin(c);
-  duct__qnode *q = take_node(c, len);
+  duct__qnode *q = take_node(c, loan ? 0 : len);
   if (!q) {
     duct__mutex_unlock(&c->mu);
     duct__conn_close(c, DUCT_RESOURCE_EXHAUSTED, "out of memory queueing a message");
     return DUCT_RESOURCE_EXHAUSTED;
   }
-  size_t off = 0;
-  for (int i = 0; i < n; i++) {
-    if (iov[i].len)
-      memcpy(qdata(q) + off, iov[i].base, iov[i].len);
-    off += iov[i].len;
+  if (loan) {
+    /* The casts: the lender's contract (conn.h) makes these bytes, and
+     * the head's room before them, the queue's to write. */
+    q->headlen = n == 2 ? iov[0].len : 0;
+    memcpy(q->head, iov[0].base, q->headlen);
+    q->lent = (uint8_t *)(uintptr_t)iov[n - 1].base;
+    q->loan = loan;
+    atomic_fetch_add_explicit(&loan->refs, 1, memory_order_relaxed);
+  } else {
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+      if (iov[i].len)
+        memcpy(qdata(q) + off, iov[i].base, iov[i].len);
+      off += iov[i].len;
+    }
   }
   q->len = len;
   atomic_store(&c->last_active, duct__now_ms());
@@ -389,6 +431,16 @@ duct_code duct__conn_send(duct__conn *c, const duct__iov *iov, int n) {
     io->want_write(c);
   duct__mutex_unlock(&c->mu);
   return DUCT_OK;
+}
+
+duct_code duct__conn_send(duct__conn *c, const duct__iov *iov, int n) {
+  return send_any(c, iov, n, NULL);
+}
+
+duct_code duct__conn_send_lent(duct__conn *c, const duct__iov *iov, int n, duct__loan *loan) {
+  /* Anything else is a bug of the caller's; copying is always correct. */
+  int ok = n == 1 || (n == 2 && iov[0].len <= DUCT__CONN_HEAD_MAX);
+  return send_any(c, iov, n, ok ? loan : NULL);
 }
 
 void duct__conn_send_nowait(duct__conn *c, const duct__iov *iov, int n) {
@@ -440,7 +492,7 @@ int duct__conn_flush(duct__conn *c) {
   /* Closing: the socket is shut down (abort), so a write could only fail;
    * whatever is queued is dropped with the connection. */
   while (c->qhead && !atomic_load(&c->close_code)) {
-    duct__iov v = {qdata(c->qhead), c->qhead->len};
+    duct__iov v = {qbytes(c->qhead), c->qhead->len};
     duct_code err = DUCT_OK;
     int64_t now = duct__now_ms(); /* before the write: see duct__conn_send */
     int r = io->try_write(c, &v, 1, &err);
@@ -477,7 +529,7 @@ const uint8_t *duct__conn_head(duct__conn *c, size_t *len) {
   if (!c->qhead)
     return NULL;
   *len = c->qhead->len;
-  return qdata(c->qhead);
+  return qbytes(c->qhead);
 }
 
 void duct__conn_wrote(duct__conn *c, int ok) {

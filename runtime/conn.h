@@ -43,6 +43,26 @@
 typedef struct duct__conn_set duct__conn_set;
 typedef struct duct__qnode duct__qnode;
 
+/* Memory a sender lends to a connection's queue (duct__conn_send_lent), so
+ * that a message the system did not take at once is written later from
+ * where it lies instead of from a copy. refs counts the lender's own hold
+ * plus one per queued message that points into the memory; release() runs
+ * when it reaches 0, on whichever thread dropped the last (under c->mu:
+ * it must not call into the connection). A lender that reuses the memory
+ * waits until refs is back to its own 1 (an acquire load): every write
+ * from it has then completed. */
+struct duct__loan {
+  atomic_int refs;
+  void (*release)(duct__loan *loan);
+};
+
+/* Drops one reference of a loan; the last calls release(). */
+void duct__loan_drop(duct__loan *loan);
+
+/* The most bytes of a lent message's first piece that are copied rather
+ * than lent (a frame header). */
+#define DUCT__CONN_HEAD_MAX 32
+
 /* What the shared code needs from a platform. */
 typedef struct duct__conn_io {
   /* Writes one whole message now, without waiting: 1 written, 0 it would
@@ -170,6 +190,17 @@ void duct__conn_end(duct__conn *c, duct_code why, const char *detail);
  * DUCT_RESOURCE_EXHAUSTED when the queue would pass its cap (c is then
  * closed). */
 duct_code duct__conn_send(duct__conn *c, const duct__iov *iov, int n);
+/* As duct__conn_send, but a message that must be queued points into the
+ * lender's memory (held through `loan`) instead of being copied. n is 1
+ * (iov[0] lent whole) or 2: iov[0], at most DUCT__CONN_HEAD_MAX bytes
+ * (a header), is copied, and iov[1] is lent; at write time the copy is
+ * put back in the iov[0].len bytes just before iov[1].base, so that the
+ * message is one contiguous piece (a WriteFile takes one buffer). Those
+ * bytes belong to the loan and are overwritten only once every message
+ * queued before this one has been written: a sender that lends the
+ * fragments of one message in order, each after the one before it, lends
+ * them the tail of the fragment before, which is gone by then. */
+duct_code duct__conn_send_lent(duct__conn *c, const duct__iov *iov, int n, duct__loan *loan);
 /* Best effort from any thread, for a goodbye (GOAWAY) that is followed by
  * a close: written only if the queue is empty and the system takes the
  * message at once, else dropped (Windows, which has no write that does

@@ -11,6 +11,7 @@ const duct__transport_ops duct__platform_transport = {
     .listener_free = duct__listener_free,
     .listener_each = duct__listener_each,
     .conn_send = duct__conn_send,
+    .conn_send_lent = duct__conn_send_lent,
     .conn_send_nowait = duct__conn_send_nowait,
     .conn_close = duct__conn_close,
     .conn_queued = duct__conn_queued,

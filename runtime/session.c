@@ -1,6 +1,9 @@
 /* runtime/session.c - see session.h. */
 #include "runtime/session.h"
 
+#include <stdint.h>
+#include <string.h>
+
 #include "runtime/utf8.h"
 #include "runtime/wire.h"
 
@@ -48,13 +51,27 @@ duct_code duct__session_hello(duct__session *s, const uint8_t *payload, size_t l
 }
 
 duct_code duct__session_send(const duct__session *s, const duct__frame *tmpl,
-                             uint8_t *payload, size_t len, duct__frame_sink sink, void *ctx) {
+                             uint8_t *payload, size_t len, duct__sink_kind kind,
+                             duct__frame_sink sink, void *ctx) {
   size_t n = duct__frag_count(len, s->peer_max_frame);
   for (size_t i = 0; i < n; i++) {
     uint8_t hdr[DUCT__HEADER_SIZE];
     duct__iov iov[2];
     int k = duct__wire_frag(tmpl, payload, len, s->peer_max_frame, i, 1, hdr, iov);
-    duct_code rc = sink(ctx, iov, k, i + 1 == n);
+    duct_code rc;
+    if (k == 2 && kind == DUCT__SINK_DONE) {
+      /* The header goes in front of its slice, over bytes that are kept
+       * here meanwhile. */
+      uint8_t *at = (uint8_t *)(uintptr_t)iov[1].base - DUCT__HEADER_SIZE;
+      uint8_t kept[DUCT__HEADER_SIZE];
+      memcpy(kept, at, sizeof kept);
+      memcpy(at, hdr, sizeof hdr);
+      duct__iov one = {at, DUCT__HEADER_SIZE + iov[1].len};
+      rc = sink(ctx, &one, 1, i + 1 == n);
+      memcpy(at, kept, sizeof kept);
+    } else {
+      rc = sink(ctx, iov, k, i + 1 == n);
+    }
     if (rc != DUCT_OK)
       return rc;
   }

@@ -40,11 +40,27 @@ duct_code duct__session_hello(duct__session *s, const uint8_t *payload, size_t l
  * of n pieces; `last` marks the message's final frame. */
 typedef duct_code (*duct__frame_sink)(void *ctx, const duct__iov *iov, int n, int last);
 
-/* Sends `payload` (len bytes, packed at buf + DUCT__HEADER_SIZE so a
- * single frame needs no copy) as frames of at most the peer's max_frame,
- * each header made from tmpl. Stops at the first failure of `sink`. */
+/* How a sink treats the memory of the frames it is given. */
+typedef enum duct__sink_kind {
+  /* The sink is done with a frame's memory when it returns (it wrote or
+   * copied it): every frame is one piece, its header written over the
+   * DUCT__HEADER_SIZE bytes before its slice (the previous fragment's
+   * tail, already sent) and those bytes put back after. A transport that takes one
+   * buffer per message (WriteFile) then copies nothing. */
+  DUCT__SINK_DONE,
+  /* The sink may keep pointing at the slices after it returns (a queue
+   * that borrows them, duct__conn_send_lent): the first frame is one
+   * piece, each later one a header apart and its slice. */
+  DUCT__SINK_KEEPS,
+} duct__sink_kind;
+
+/* Sends `payload` (len bytes, packed at buf + DUCT__HEADER_SIZE: that
+ * room takes the first header) as frames of at most the peer's max_frame,
+ * each header made from tmpl. Stops at the first failure of `sink`. With
+ * DUCT__SINK_DONE the payload's bytes are the same when this returns. */
 duct_code duct__session_send(const duct__session *s, const duct__frame *tmpl,
-                             uint8_t *payload, size_t len, duct__frame_sink sink, void *ctx);
+                             uint8_t *payload, size_t len, duct__sink_kind kind,
+                             duct__frame_sink sink, void *ctx);
 
 
 /* Flow control of one stream in one direction (docs/PROTOCOL.md). The

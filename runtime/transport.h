@@ -72,6 +72,7 @@ typedef struct duct__err {
 
 typedef struct duct__listener duct__listener;
 typedef struct duct__conn duct__conn;
+typedef struct duct__loan duct__loan; /* runtime/conn.h */
 
 typedef struct duct__srv_cb {
   /* A connection was accepted. Return the core's state for it, or NULL to
@@ -289,6 +290,9 @@ typedef struct duct__transport_ops {
   void (*listener_each)(duct__listener *l, void (*fn)(duct__conn *c, void *arg),
                         void *arg);
   duct_code (*conn_send)(duct__conn *c, const duct__iov *iov, int n);
+  /* Optional (NULL: the core uses conn_send): runtime/conn.h's
+   * duct__conn_send_lent. */
+  duct_code (*conn_send_lent)(duct__conn *c, const duct__iov *iov, int n, duct__loan *loan);
   void (*conn_send_nowait)(duct__conn *c, const duct__iov *iov, int n);
   void (*conn_close)(duct__conn *c, duct_code why, const char *detail);
   size_t (*conn_queued)(duct__conn *c);

@@ -33,10 +33,10 @@ int duct__wire_frag(const duct__frame *tmpl, uint8_t *payload, size_t len,
   duct__frame f;
   size_t off;
   duct__frag_at(tmpl, len, max_frame, i, &f, &off);
-  if (headroom && off == 0 && !(f.flags & DUCT__FLAG_MORE)) {
+  if (headroom && off == 0) {
     duct__frame_encode(&f, payload - DUCT__HEADER_SIZE);
     iov[0].base = payload - DUCT__HEADER_SIZE;
-    iov[0].len = DUCT__HEADER_SIZE + len;
+    iov[0].len = DUCT__HEADER_SIZE + f.payload_len;
     return 1;
   }
   duct__frame_encode(&f, hdr);

@@ -30,10 +30,10 @@ size_t duct__wire_ctl(uint8_t out[DUCT__CTL_MSG_MAX], uint8_t type, uint32_t cal
 
 /* Pieces of fragment i of `payload` (len bytes) sent as frames of at most
  * max_frame bytes with header template tmpl. When the payload was packed
- * at buf + DUCT__HEADER_SIZE with room before it (`headroom` = 1) and the
- * message is a single frame, the header is written into that room and one
- * contiguous piece is returned (no copy on any transport); otherwise the
- * header goes into hdr and two pieces are returned. Returns the count. */
+ * at buf + DUCT__HEADER_SIZE with room before it (`headroom` = 1), the
+ * first fragment's header is written into that room and one contiguous
+ * piece is returned (no copy on any transport); otherwise the header goes
+ * into hdr and two pieces are returned. Returns the count. */
 int duct__wire_frag(const duct__frame *tmpl, uint8_t *payload, size_t len,
                     uint32_t max_frame, size_t i, int headroom,
                     uint8_t hdr[DUCT__HEADER_SIZE], duct__iov iov[2]);

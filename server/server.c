@@ -17,6 +17,7 @@
 #include "runtime/log.h"
 #include "runtime/session.h"
 #include "runtime/sys.h"
+#include "runtime/conn.h"
 #include "runtime/transport.h"
 #include "runtime/wire.h"
 #include "runtime/alloc.h"
@@ -30,6 +31,12 @@
  * it is given back. */
 #define TX_KEEP (64u * 1024u)
 #define TX_SLACK 8u
+/* Packing buffers per connection: two the send queue may borrow from
+ * (one is being written by the queue while the next message is packed in
+ * the other), and one never lent, for when the queue holds both (a slow
+ * reader: its messages are copied, and nothing is allocated per message). */
+#define TX_LENT 2
+#define TX_BUFS 3
 /* Accepted option ranges (duct/server.h, docs/GUIDE.md). A max_message_size
  * under 1 KiB is refused rather than obeyed: it is nearly always a unit
  * mistake (KiB meant, bytes given), and would make ordinary calls fail
@@ -136,6 +143,21 @@ struct duct_stream {
   struct duct_ctx ctx;
 };
 
+/* A packing buffer; the loan's references are the connection's own hold
+ * and one per queued frame that points into it (runtime/conn.h). */
+typedef struct txb {
+  duct__loan loan;
+  size_t cap;
+  unsigned slack; /* messages in a row that used < 1/4 of a large one */
+  uint8_t data[];
+} txb;
+
+static void txb_release(duct__loan *loan) { duct__free(loan); }
+
+static int txb_lent(const txb *b) {
+  return atomic_load_explicit(&b->loan.refs, memory_order_acquire) > 1;
+}
+
 /* The server's record of one connection (the transport's duct__conn holds
  * the lifecycle, the idle clock and the send queue). The receive state is
  * the owner's (message() is never concurrent for a connection); calls
@@ -150,9 +172,10 @@ struct sconn {
   atomic_int refs;    /* the connection's, and one per call */
   duct__mutex mu;     /* calls, runq, spare, each call's state */
   duct__mutex tx_mu;  /* one message at a time goes out, whole */
-  uint8_t *txbuf;     /* under tx_mu: replies and stream messages are packed here */
-  size_t txcap;
-  unsigned tx_slack;  /* messages in a row that used < 1/4 of a large txbuf */
+  /* Under tx_mu: replies and stream messages are packed in one of these
+   * (tx_room), the one in use being txcur. */
+  struct txb *tx[TX_BUFS];
+  struct txb *txcur;
   struct duct_ctx *calls;  /* not yet freed, newest first */
   uint32_t nopen;          /* of those, not finished */
   uint32_t nlive;          /* registered and their end not yet sent */
@@ -170,7 +193,9 @@ static void sconn_free(sconn *sc) {
   duct__free(sc->spare ? (duct__arena_free(&sc->spare->arena),
                           duct__cond_destroy(&sc->spare->cv), sc->spare)
                        : NULL);
-  duct__free(sc->txbuf);
+  for (int i = 0; i < TX_BUFS; i++)
+    if (sc->tx[i])
+      duct__loan_drop(&sc->tx[i]->loan); /* the queue may still hold it */
   duct__mutex_destroy(&sc->mu);
   duct__mutex_destroy(&sc->tx_mu);
   duct__free(sc);
@@ -253,6 +278,18 @@ static duct_code sc_send(void *arg, const duct__iov *iov, int n, int last) {
   return sc->c ? sc->s->t->conn_send(sc->c, iov, n) : DUCT_UNAVAILABLE;
 }
 
+/* Under tx_mu: a frame of the message packed in sc->txcur. A lendable
+ * buffer is lent to the queue, so the part of a reply the socket does
+ * not take at once (most of a 1 MiB one) is written later from where it
+ * was packed, not from a copy. */
+static duct_code sc_send_packed(void *arg, const duct__iov *iov, int n, int last) {
+  sconn *sc = arg;
+  const duct__transport_ops *t = sc->s->t;
+  if (sc->c && t->conn_send_lent && sc->txcur != sc->tx[TX_BUFS - 1])
+    return t->conn_send_lent(sc->c, iov, n, &sc->txcur->loan);
+  return sc_send(arg, iov, n, last);
+}
+
 static int send_msg(sconn *sc, const uint8_t *msg, size_t n) {
   duct__iov iov = {msg, n};
   duct__mutex_lock(&sc->tx_mu);
@@ -289,30 +326,40 @@ static int violation(sconn *sc, duct_code code, const char *why) {
   return -1;
 }
 
-/* Under tx_mu: room for a packed message of n bytes after a header in
- * sc->txbuf. Kept between messages (a steady stream of replies allocates
- * nothing), and given back after TX_SLACK messages in a row that used
- * under a quarter of a large one, as the arena does. */
+/* Under tx_mu: room for a packed message of n bytes after a header, in
+ * the first buffer the queue is not reading (sc->txcur; returns its
+ * bytes). Buffers are kept between messages (a steady stream of replies
+ * allocates nothing), and one is given back after TX_SLACK messages in a
+ * row that used under a quarter of it, as the arena does. */
 static uint8_t *tx_room(sconn *sc, size_t n) {
   size_t need = DUCT__HEADER_SIZE + n;
-  if (sc->txcap > TX_KEEP && need < sc->txcap / 4) {
-    if (++sc->tx_slack >= TX_SLACK) {
-      duct__free(sc->txbuf);
-      sc->txbuf = NULL;
-      sc->txcap = 0;
-      sc->tx_slack = 0;
+  int i = 0;
+  while (i < TX_LENT && sc->tx[i] && txb_lent(sc->tx[i]))
+    i++;
+  txb *b = sc->tx[i];
+  if (b && b->cap > TX_KEEP && need < b->cap / 4) {
+    if (++b->slack >= TX_SLACK) {
+      duct__loan_drop(&b->loan);
+      b = sc->tx[i] = NULL;
     }
-  } else {
-    sc->tx_slack = 0;
+  } else if (b) {
+    b->slack = 0;
   }
-  if (need > sc->txcap) {
-    uint8_t *nb = duct__realloc(sc->txbuf, need);
+  if (!b || need > b->cap) {
+    /* Not lent (or it is tx[TX_LENT]), so ours alone to move. */
+    txb *nb = duct__realloc(b, sizeof *nb + need);
     if (!nb)
       return NULL;
-    sc->txbuf = nb;
-    sc->txcap = need;
+    if (!b) {
+      atomic_init(&nb->loan.refs, 1);
+      nb->loan.release = txb_release;
+      nb->slack = 0;
+    }
+    nb->cap = need;
+    b = sc->tx[i] = nb;
   }
-  return sc->txbuf;
+  sc->txcur = b;
+  return b->data;
 }
 
 /* ---- calls ---- */
@@ -421,7 +468,7 @@ static void send_end(duct_ctx *x, duct_code code, const char *text, uint8_t *pay
   }
   duct__frame tmpl = {DUCT__VERSION, DUCT__RESPONSE, 0, x->id, mid, DUCT_OK, 0, 0};
   duct__mutex_lock(&sc->tx_mu);
-  duct__session_send(&sc->sess, &tmpl, payload, len, sc_send, sc);
+  duct__session_send(&sc->sess, &tmpl, payload, len, DUCT__SINK_KEEPS, sc_send, sc);
   duct__mutex_unlock(&sc->tx_mu);
 }
 
@@ -581,12 +628,14 @@ duct_code duct_stream_send(duct_stream *st, const ProtobufCMessage *msg, int tim
 
   duct_code rc = DUCT_OK;
   duct__mutex_lock(&sc->tx_mu);
-  if (!tx_room(sc, len))
+  uint8_t *buf = tx_room(sc, len);
+  if (!buf)
     rc = DUCT_RESOURCE_EXHAUSTED;
   if (rc == DUCT_OK) {
-    protobuf_c_message_pack(msg, sc->txbuf + DUCT__HEADER_SIZE);
+    protobuf_c_message_pack(msg, buf + DUCT__HEADER_SIZE);
     duct__frame tmpl = {2, DUCT__STREAM_DATA, 0, x->id, 0, 0, 0, 0};
-    rc = duct__session_send(&sc->sess, &tmpl, sc->txbuf + DUCT__HEADER_SIZE, len, sc_send, sc);
+    rc = duct__session_send(&sc->sess, &tmpl, buf + DUCT__HEADER_SIZE, len, DUCT__SINK_KEEPS,
+                            sc_send_packed, sc);
   }
   duct__mutex_unlock(&sc->tx_mu);
   return rc == DUCT_OK ? DUCT_OK : DUCT_CANCELLED;
@@ -724,7 +773,8 @@ static void send_unary_reply(duct_ctx *x, duct_code code) {
   duct__mutex_unlock(&sc->mu);
   call_unref(x);
   if (won) {
-    duct__session_send(&sc->sess, &tmpl, buf + DUCT__HEADER_SIZE, n, sc_send, sc);
+    duct__session_send(&sc->sess, &tmpl, buf + DUCT__HEADER_SIZE, n, DUCT__SINK_KEEPS,
+                       sc_send_packed, sc);
     sc_gone(sc);
   }
   duct__mutex_unlock(&sc->tx_mu);

@@ -383,7 +383,9 @@ static void f_listener_each(duct__listener *l, void (*fn)(duct__conn *c, void *a
   REAL->listener_each(l, fn, arg);
 }
 
-static duct_code f_conn_send(duct__conn *c, const duct__iov *iov, int n) {
+/* loan: NULL for conn_send, else conn_send_lent's (the same faults: a
+ * lent frame that is truncated is sent as a copy). */
+static duct_code server_send(duct__conn *c, const duct__iov *iov, int n, duct__loan *loan) {
   int k = fault_event(FAULT_SERVER, type_of(iov, n));
   duct_code rc;
   duct__iov cut[2];
@@ -397,7 +399,9 @@ static duct_code f_conn_send(duct__conn *c, const duct__iov *iov, int n) {
     break;
   case FAULT_STALL: rc = DUCT_OK; break; /* lost: see the top of the file */
   case FAULT_TRUNCATE: rc = REAL->conn_send(c, cut, truncate_iov(iov, n, cut)); break;
-  default: rc = REAL->conn_send(c, iov, n); break;
+  default:
+    rc = loan ? REAL->conn_send_lent(c, iov, n, loan) : REAL->conn_send(c, iov, n);
+    break;
   }
   duct__mutex_lock(&fx.mu);
   fx.server_sends++;
@@ -406,6 +410,14 @@ static duct_code f_conn_send(duct__conn *c, const duct__iov *iov, int n) {
   duct__cond_broadcast(&fx.cv);
   duct__mutex_unlock(&fx.mu);
   return rc;
+}
+
+static duct_code f_conn_send(duct__conn *c, const duct__iov *iov, int n) {
+  return server_send(c, iov, n, NULL);
+}
+
+static duct_code f_conn_send_lent(duct__conn *c, const duct__iov *iov, int n, duct__loan *loan) {
+  return server_send(c, iov, n, loan);
 }
 
 /* A best-effort goodbye (GOAWAY at stop, eviction, a violation): passed
@@ -520,6 +532,7 @@ const duct__transport_ops fault_transport = {
     .listener_free = f_listener_free,
     .listener_each = f_listener_each,
     .conn_send = f_conn_send,
+    .conn_send_lent = f_conn_send_lent,
     .conn_send_nowait = f_conn_send_nowait,
     .conn_close = f_conn_close,
     .conn_queued = f_conn_queued,

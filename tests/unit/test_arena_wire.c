@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "runtime/arena.h"
+#include "runtime/session.h"
 #include "runtime/wire.h"
 
 static void test_arena_alignment_and_growth(void **state) {
@@ -146,6 +147,59 @@ static void test_frag_pieces(void **state) {
   memcpy(whole + DUCT__HEADER_SIZE, iov[1].base, 100);
   assert_int_equal(duct__frame_decode(whole, sizeof whole, &f, &why), DUCT_OK);
   assert_int_equal(f.flags, 0); /* the last of two */
+  /* The first of several frames also takes the room: one piece. */
+  assert_int_equal(duct__wire_frag(&tmpl, payload, 200, 132, 0, 1, hdr, iov), 1);
+  assert_ptr_equal(iov[0].base, buf);
+  assert_int_equal(iov[0].len, 132);
+}
+
+typedef struct seen {
+  int n;
+  uint8_t frames[4][DUCT__HEADER_SIZE + 100];
+  size_t len[4];
+} seen;
+
+static duct_code one_piece_sink(void *ctx, const duct__iov *iov, int n, int last) {
+  seen *s = ctx;
+  assert_int_equal(n, 1); /* DUCT__SINK_DONE: every frame is one piece */
+  assert_true(s->n < 4 && iov[0].len <= sizeof s->frames[0]);
+  memcpy(s->frames[s->n], iov[0].base, iov[0].len);
+  s->len[s->n++] = iov[0].len;
+  assert_int_equal(last, s->n == 3);
+  return DUCT_OK;
+}
+
+/* DUCT__SINK_DONE puts each header in front of its slice, over the tail
+ * of the slice before, and gives those bytes back: the frames are the
+ * ones duct__wire_frag describes, and the payload is unchanged after. */
+static void test_session_send_in_place(void **state) {
+  (void)state;
+  static uint8_t buf[DUCT__HEADER_SIZE + 250];
+  uint8_t *payload = buf + DUCT__HEADER_SIZE;
+  for (size_t i = 0; i < 250; i++)
+    payload[i] = (uint8_t)(i * 13 + 5);
+  uint8_t orig[250];
+  memcpy(orig, payload, sizeof orig);
+  duct__session sess;
+  duct__session_init(&sess, 1u << 20, NULL);
+  sess.peer_max_frame = DUCT__HEADER_SIZE + 100; /* 3 frames: 100, 100, 50 */
+  duct__frame tmpl = {DUCT__VERSION, DUCT__REQUEST, 0, 4, 2, 0, 0, 0};
+  seen s = {0};
+  assert_int_equal(duct__session_send(&sess, &tmpl, payload, sizeof orig, DUCT__SINK_DONE,
+                                      one_piece_sink, &s),
+                   DUCT_OK);
+  assert_int_equal(s.n, 3);
+  for (int i = 0; i < 3; i++) {
+    uint8_t hdr[DUCT__HEADER_SIZE];
+    duct__iov iov[2];
+    int k = duct__wire_frag(&tmpl, orig, sizeof orig, sess.peer_max_frame, (size_t)i, 0, hdr, iov);
+    assert_int_equal(k, 2);
+    assert_int_equal(s.len[i], DUCT__HEADER_SIZE + iov[1].len);
+    assert_memory_equal(s.frames[i], hdr, DUCT__HEADER_SIZE);
+    assert_memory_equal(s.frames[i] + DUCT__HEADER_SIZE, iov[1].base, iov[1].len);
+  }
+  assert_memory_equal(payload, orig, sizeof orig);
+  duct__session_free(&sess);
 }
 
 int main(void) {
@@ -158,6 +212,7 @@ int main(void) {
       cmocka_unit_test(test_text_frames),
       cmocka_unit_test(test_hello_message),
       cmocka_unit_test(test_frag_pieces),
+      cmocka_unit_test(test_session_send_in_place),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
