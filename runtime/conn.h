@@ -15,8 +15,9 @@
  *    longest-idle connection makes room), the idle clock, and the tick
  *    that disconnects peers that stall a message or leave a reply unread;
  *  - the send queue. No send ever waits for a peer: a message that cannot
- *    be written at once is copied to the connection's queue and written as
- *    the peer drains it (a write watch's EPOLLOUT / an overlapped
+ *    be written at once is copied to the connection's queue (or, lent,
+ *    pointed at where the sender packed it) and written as the peer
+ *    drains it (a write watch's EPOLLOUT / an overlapped
  *    WriteFile completion). Any thread may send: the queue is under c->mu,
  *    and the platform's write side (want_write) is armed independently of
  *    the read, so nothing depends on who holds the read. A queue has a
