@@ -301,7 +301,11 @@ static int same_message(const duct__frame *a, const duct__frame *b) {
 }
 
 uint8_t *duct__reasm_slot(duct__reasm *r, size_t *room) {
-  if (!r->active || r->discard || !r->buf || r->len >= r->cap)
+  /* A transport may borrow the DUCT__HEADER_SIZE bytes before the slot
+   * (frame.h): only offer one that has them, within this buffer. The
+   * first fragment of a fragmented message is never that short in
+   * practice (senders fill their frames), so little is lost. */
+  if (!r->active || r->discard || !r->buf || r->len >= r->cap || r->len < DUCT__HEADER_SIZE)
     return NULL;
   size_t to_max = r->max_message - r->len;
   *room = r->cap - r->len < to_max ? r->cap - r->len : to_max;

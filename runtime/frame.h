@@ -159,7 +159,11 @@ duct_code duct__reasm_feed(duct__reasm *r, const duct__frame *f,
  * straight here), with *room bytes free; NULL when no message is in
  * progress, it is being dropped, or its buffer has no free room (the
  * fragment is then received elsewhere and fed with duct__reasm_feed, which
- * grows the buffer as bytes arrive). Valid until the next feed. */
+ * grows the buffer as bytes arrive). Valid until the next feed. A slot
+ * always has at least DUCT__HEADER_SIZE bytes of the same buffer before
+ * it (the message's bytes so far; NULL while fewer have arrived), which a
+ * transport without a scatter read may borrow for the header during the
+ * read and give back before the feed (runtime/transport.h, rx_slot). */
 uint8_t *duct__reasm_slot(duct__reasm *r, size_t *room);
 
 /* duct__reasm_feed for a frame whose payload was received at the slot

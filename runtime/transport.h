@@ -100,15 +100,30 @@ typedef struct duct__srv_cb {
    *      core that can have two calls open on one connection sets that
    *      flag when it has.) */
   int (*message)(void *conn_state, const uint8_t *msg, size_t len);
-  /* Optional, for a transport that can scatter a read: where the payload
-   * of the next message may be received in place, with *room bytes there,
+  /* Optional, for a transport that can read into place: where the
+   * payload of the next message may be received, with *room bytes there,
    * or NULL. Asked before a read, by the thread that will deliver that
-   * message; the core offers the free end of a message arriving in
-   * fragments, so the fragments after the first are never copied. */
+   * message or (Windows, where the read completes on any worker) by the
+   * one that delivered the message before it, after message() returned:
+   * never beside a message() of the same connection. The core offers the
+   * free end of a message arriving in fragments, so the fragments after
+   * the first are never copied.
+   * The DUCT__HEADER_SIZE bytes just before the slot belong to the same
+   * buffer (they are the end of what the message has received so far),
+   * and a transport that cannot scatter a read (a message-mode pipe's
+   * ReadFile fills one buffer) may borrow them: it reads the whole
+   * message from slot - DUCT__HEADER_SIZE, then copies the header out and
+   * puts those bytes back before its next callback of that connection
+   * (message_placed(), message(), violation(), or closed(), which may free
+   * the buffer), however the read ended. The core touches that buffer
+   * only from those callbacks (not from run()), so nobody sees it
+   * borrowed. */
   uint8_t *(*rx_slot)(void *conn_state, size_t *room);
   /* With rx_slot: one whole message of `len` bytes whose first
    * DUCT__HEADER_SIZE bytes are at `hdr` (borrowed for the call) and the
-   * rest at the slot rx_slot gave. Returns as message() does. */
+   * rest at the slot rx_slot gave. Returns as message() does. A message
+   * shorter than a header read after asking rx_slot comes to message()
+   * instead (the slot is then untouched). */
   int (*message_placed)(void *conn_state, const uint8_t *hdr, size_t len);
   /* After message() returned 2: exactly once, on the thread that called
    * that message(), after the read was re-armed (even when re-arming

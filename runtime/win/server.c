@@ -37,6 +37,18 @@
  * more, the core is told (violation()) and the connection is closed with
  * DUCT_RESOURCE_EXHAUSTED: never truncated, never delivered in part.
  *
+ * Reads into place. While a message arrives in fragments, the core offers
+ * the free end of its reassembly buffer (rx_slot) and the fragments after
+ * the first are read straight there. A message-mode ReadFile fills one
+ * buffer, so the header cannot be scattered elsewhere as recvmsg does on
+ * POSIX; instead the read starts DUCT__HEADER_SIZE bytes before the slot,
+ * over the end of what the message has received so far, which is kept
+ * aside meanwhile and put back as soon as the read completes, before
+ * anything else looks at that buffer (transport.h allows this). One
+ * ReadFile per fragment, as before, and no copy of the payload. The slot
+ * is used only when a whole max_frame fits there, so a message that does
+ * not fit is over max_frame, as with the connection's own buffer.
+ *
  * Writes go through the port, never wait, and may be started from any
  * thread: want_write runs under the queue's lock (c->mu) and c->writing
  * says whether the one WriteFile per connection is in flight, so whoever
@@ -98,6 +110,7 @@
 #include "runtime/win/win.h"
 #include "runtime/alloc.h"
 #include "runtime/conn.h"
+#include "runtime/frame.h"
 
 #define FIRST_READ 4096
 #define TICK_MS 100
@@ -127,8 +140,14 @@ typedef struct wconn {
   op wr;           /* the one pending WriteFile (the queue's head) */
   size_t wr_len;   /* what that WriteFile writes */
   DWORD wr_err;    /* it failed at once with this; the packet is ours */
-  uint8_t *buf;    /* the message being read */
+  uint8_t *buf;    /* the message being read, when not into place */
   size_t cap, got;
+  /* A read into place (rx_slot): the pending ReadFile fills the core's
+   * buffer from `placed`, DUCT__HEADER_SIZE bytes before the slot, and
+   * those bytes (the core's) wait in `borrowed` until it completes. NULL
+   * when the read is into buf. Only the read chain touches these. */
+  uint8_t *placed;
+  uint8_t borrowed[DUCT__HEADER_SIZE];
   /* Set (under base.mu) when the read chain has ended the connection:
    * the queue is still written while the pipe takes it (see read_end). */
   atomic_int draining;
@@ -411,8 +430,86 @@ static void read_end_err(wconn *w, DWORD e, const char *what) {
   read_end(w, why, detail);
 }
 
-/* Issues the next ReadFile for w (into buf + got). On a synchronous error
- * no packet will come, so the chain ends here. */
+static size_t first_read(const duct__listener *l) {
+  return l->max_frame < FIRST_READ ? l->max_frame : FIRST_READ;
+}
+
+/* Replaces a read buffer grown past the first read's size with a small
+ * one; w->got must be 0. */
+static void buf_shrink(wconn *w) {
+  size_t first = first_read(w->l);
+  if (w->cap <= first)
+    return;
+  uint8_t *small = duct__malloc(first);
+  if (small == NULL)
+    return; /* keep the large one */
+  duct__free(w->buf);
+  w->buf = small;
+  w->cap = first;
+}
+
+/* Gives the core back the bytes a read into place borrowed, first thing
+ * when that read is over, however it ended: the core may look at its
+ * buffer (or free it, in closed()) from then on. */
+static void unplace(wconn *w) {
+  memcpy(w->placed, w->borrowed, DUCT__HEADER_SIZE);
+  w->placed = NULL;
+}
+
+/* Gives back a read buffer grown to max_frame once nothing more waits in
+ * the pipe. The pending read's buffer is what an idle connection costs,
+ * and each connection has its own (the read completes on whichever worker
+ * gets the packet, so a worker's buffer cannot be used as on POSIX):
+ * without this, every connection that ever received one large frame would
+ * hold max_frame for as long as it stays open, outside the core's budget
+ * for partial messages. While frames keep waiting the large buffer is
+ * kept, so a stream of large single-frame messages does not reallocate
+ * for each one. The fragments after a message's first need it not at all
+ * (they are read into place), so for those read_target gives it back at
+ * once, without asking the pipe. */
+static void shrink_idle(wconn *w) {
+  DWORD avail = 0;
+  if (w->cap <= first_read(w->l) ||
+      (PeekNamedPipe(w->pipe, NULL, 0, NULL, &avail, NULL) && avail > 0))
+    return;
+  buf_shrink(w);
+}
+
+/* Where the next read goes: into the core's slot when it offers one a
+ * whole max_frame fits in (from DUCT__HEADER_SIZE bytes before it, which
+ * are borrowed: see "Reads into place" above), else into w->buf after
+ * what a message that did not fit has delivered already. Asked here, by
+ * the thread that delivered the last message (or accepted the
+ * connection), after message() returned and before the ReadFile, whose
+ * packet may go to another worker: so it never runs beside a message() of this
+ * connection (on the r == 2 path run() has not started yet, and does not
+ * touch the core's receive state). */
+static DWORD read_target(wconn *w, uint8_t **into) {
+  duct__listener *l = w->l;
+  w->placed = NULL;
+  if (w->got == 0 && l->set.cb.rx_slot != NULL && l->max_frame > DUCT__HEADER_SIZE) {
+    size_t room = 0;
+    uint8_t *at = l->set.cb.rx_slot(w->base.state, &room);
+    if (at != NULL && room >= l->max_frame - DUCT__HEADER_SIZE) {
+      w->placed = at - DUCT__HEADER_SIZE;
+      memcpy(w->borrowed, w->placed, DUCT__HEADER_SIZE);
+      *into = w->placed;
+      /* Our buffer is not needed until the next message starts: an
+       * upload in fragments does not hold max_frame of ours as well. */
+      buf_shrink(w);
+      /* Exactly max_frame, not the room: more than that must fail with
+       * ERROR_MORE_DATA, as it does into w->buf. */
+      return l->max_frame;
+    }
+  }
+  if (w->got == 0)
+    shrink_idle(w);
+  *into = w->buf + w->got;
+  return (DWORD)(w->cap - w->got);
+}
+
+/* Issues the next ReadFile for w. On a synchronous error no packet will
+ * come, so the chain ends here. */
 static void post_read(wconn *w) {
   duct__conn *c = &w->base;
   memset(&w->rd.ov, 0, sizeof w->rd.ov);
@@ -421,12 +518,13 @@ static void post_read(wconn *w) {
     read_end(w, DUCT_CANCELLED, NULL);
     return;
   }
+  uint8_t *into = NULL;
+  DWORD want = read_target(w, &into);
   /* Once the ReadFile is issued its packet may be handled by another
    * worker, which may end and free the connection before we look at it
    * again below: hold a reference across. */
   duct__conn_ref(c);
-  BOOL ok = ReadFile(w->pipe, w->buf + w->got, (DWORD)(w->cap - w->got), NULL,
-                     &w->rd.ov);
+  BOOL ok = ReadFile(w->pipe, into, want, NULL, &w->rd.ov);
   DWORD e = ok ? 0 : GetLastError();
   if (ok || e == ERROR_IO_PENDING || e == ERROR_MORE_DATA) {
     /* A packet will come. A duct__conn_close that ran between the check
@@ -437,47 +535,92 @@ static void post_read(wconn *w) {
     return;
   }
   duct__conn_unref(c); /* the read chain's reference is still held */
+  if (w->placed != NULL)
+    unplace(w); /* nothing was read, but the core's bytes go back */
   read_end_err(w, e, "ReadFile");
 }
 
-/* Gives back a read buffer grown to max_frame once nothing more waits in
- * the pipe. The pending read's buffer is what an idle connection costs,
- * and each connection has its own (the read completes on whichever worker
- * gets the packet, so a worker's buffer cannot be used as on POSIX):
- * without this, every connection that ever received one large frame would
- * hold max_frame for as long as it stays open, outside the core's budget
- * for partial messages. While frames keep waiting (a large message
- * arriving in fragments) the large buffer is kept, so a stream of them
- * does not reallocate for each one. */
-static void shrink_idle(wconn *w) {
-  size_t first = w->l->max_frame < FIRST_READ ? w->l->max_frame : FIRST_READ;
-  DWORD avail = 0;
-  if (w->cap <= first ||
-      (PeekNamedPipe(w->pipe, NULL, 0, NULL, &avail, NULL) && avail > 0))
+/* A message over max_frame: the core is told, and the connection ends.
+ * Never truncated, never delivered in part. */
+static void too_large(wconn *w) {
+  duct__listener *l = w->l;
+  char detail[160];
+  snprintf(detail, sizeof detail, "a message on %s is larger than max_frame (%lu bytes)",
+           l->pname, (unsigned long)l->max_frame);
+  /* The core logs it and may say GOAWAY before the connection goes. */
+  if (l->set.cb.violation != NULL)
+    l->set.cb.violation(w->base.state, DUCT_RESOURCE_EXHAUSTED, detail);
+  read_end(w, DUCT_RESOURCE_EXHAUSTED, detail);
+}
+
+/* One whole message read: to the core, then the next read. msg is the
+ * message (len bytes), or with `placed` its header, the rest being at the
+ * slot the core gave. */
+static void deliver(wconn *w, const uint8_t *msg, size_t len, int placed) {
+  duct__listener *l = w->l;
+  duct__conn *c = &w->base;
+  if (duct__conn_closing(c)) {
+    read_end(w, DUCT_CANCELLED, NULL);
     return;
-  uint8_t *small = duct__malloc(first);
-  if (small == NULL)
-    return; /* keep the large one */
-  duct__free(w->buf);
-  w->buf = small;
-  w->cap = first;
+  }
+  atomic_store(&c->last_active, duct__now_ms());
+  /* 1 (a reply went out) changes nothing here: one ReadFile is pending
+   * per connection either way. */
+  int r = placed ? l->set.cb.message_placed(c->state, msg, len)
+                 : l->set.cb.message(c->state, msg, len);
+  if (r < 0) {
+    read_end(w, DUCT_CANCELLED,
+             "the server closed the connection after a message");
+    return;
+  }
+  if (r != 2) {
+    post_read(w);
+    return;
+  }
+  /* 2: the next ReadFile first, then run() here. Once it is issued its
+   * packet may reach another worker, which may deliver the next message
+   * or end the connection and free w: read what run() needs before, and
+   * touch w no more after (transport.h). */
+  void *state = c->state;
+  post_read(w);
+  l->set.cb.run(state);
+}
+
+/* The completion of a read into place. The borrowed bytes go back before
+ * anything else, whatever happened: a message, one over max_frame
+ * (ERROR_MORE_DATA: only the free end of the core's buffer was written
+ * past them, never a byte of the message so far), a cancel or an error
+ * (nothing was read). */
+static void on_read_placed(wconn *w, DWORD n, DWORD e) {
+  uint8_t hdr[DUCT__HEADER_SIZE];
+  size_t head = n < DUCT__HEADER_SIZE ? n : DUCT__HEADER_SIZE;
+  if (e == 0)
+    memcpy(hdr, w->placed, head);
+  unplace(w);
+  if (e == ERROR_MORE_DATA) {
+    too_large(w);
+    return;
+  }
+  if (e != 0) {
+    read_end_err(w, e, "ReadFile");
+    return;
+  }
+  /* Shorter than a header (a broken peer): it lay entirely in the
+   * borrowed bytes, now in hdr; the core refuses it from there. */
+  deliver(w, hdr, n, n >= DUCT__HEADER_SIZE);
 }
 
 static void on_read(wconn *w, DWORD n, DWORD e) {
   duct__listener *l = w->l;
-  duct__conn *c = &w->base;
+  if (w->placed != NULL) {
+    on_read_placed(w, n, e);
+    return;
+  }
   if (e == 0 || e == ERROR_MORE_DATA)
     w->got += n;
   if (e == ERROR_MORE_DATA) {
     if (w->got >= l->max_frame) {
-      char detail[160];
-      snprintf(detail, sizeof detail,
-               "a message on %s is larger than max_frame (%lu bytes)",
-               l->pname, (unsigned long)l->max_frame);
-      /* The core logs it and may say GOAWAY before the connection goes. */
-      if (l->set.cb.violation != NULL)
-        l->set.cb.violation(c->state, DUCT_RESOURCE_EXHAUSTED, detail);
-      read_end(w, DUCT_RESOURCE_EXHAUSTED, detail);
+      too_large(w);
       return;
     }
     if (w->got == w->cap) {
@@ -497,33 +640,9 @@ static void on_read(wconn *w, DWORD n, DWORD e) {
     read_end_err(w, e, "ReadFile");
     return;
   }
-  if (duct__conn_closing(c)) {
-    read_end(w, DUCT_CANCELLED, NULL);
-    return;
-  }
   size_t len = w->got;
   w->got = 0;
-  atomic_store(&c->last_active, duct__now_ms());
-  /* 1 (a reply went out) changes nothing here: one ReadFile is pending
-   * per connection either way. */
-  int r = l->set.cb.message(c->state, w->buf, len);
-  if (r < 0) {
-    read_end(w, DUCT_CANCELLED,
-             "the server closed the connection after a message");
-    return;
-  }
-  shrink_idle(w);
-  if (r != 2) {
-    post_read(w);
-    return;
-  }
-  /* 2: the next ReadFile first, then run() here. Once it is issued its
-   * packet may reach another worker, which may deliver the next message
-   * or end the connection and free w: read what run() needs before, and
-   * touch w no more after (transport.h). */
-  void *state = c->state;
-  post_read(w);
-  l->set.cb.run(state);
+  deliver(w, w->buf, len, 0);
 }
 
 /* The packet of the write wc_want_write started: pop the head (conn.c
@@ -576,7 +695,7 @@ static void on_accept(duct__listener *l, slot *s, DWORD e) {
   }
   /* Listen again at once, before serving this client. */
   arm_slot(l, s);
-  size_t first = l->max_frame < FIRST_READ ? l->max_frame : FIRST_READ;
+  size_t first = first_read(l);
   wconn *w = duct__calloc(1, sizeof *w);
   if (w != NULL && (w->buf = duct__malloc(first)) == NULL) {
     duct__free(w);

@@ -701,22 +701,28 @@ static const duct_method *probe_method(const char *name) {
   return NULL;
 }
 
-/* Sends fragments [0, upto) of a packed request for `m`. */
-static void raw_request(duct__link *l, const duct_method *m, const ProtobufCMessage *req,
-                        uint32_t call, size_t upto) {
+/* Sends fragments [from, upto) of a packed request for `m`. */
+static void raw_request_part(duct__link *l, const duct_method *m, const ProtobufCMessage *req,
+                             uint32_t call, size_t from, size_t upto) {
   size_t len = protobuf_c_message_get_packed_size(req);
   uint8_t *buf = malloc(len + 1);
   assert_non_null(buf);
   protobuf_c_message_pack(req, buf);
   duct__frame tmpl = {DUCT__VERSION, DUCT__REQUEST, 0, call, m->id, 0, 0, 0};
   size_t n = duct__frag_count(len, DUCT__DEFAULT_MAX_FRAME);
-  for (size_t i = 0; i < n && i < upto; i++) {
+  for (size_t i = from; i < n && i < upto; i++) {
     uint8_t hdr[DUCT__HEADER_SIZE];
     duct__iov iov[2];
     int k = duct__wire_frag(&tmpl, buf, len, DUCT__DEFAULT_MAX_FRAME, i, 0, hdr, iov);
     assert_int_equal(raw->link_send(l, iov, k, duct__now_ms() + 10000), DUCT_OK);
   }
   free(buf);
+}
+
+/* Sends fragments [0, upto) of a packed request for `m`. */
+static void raw_request(duct__link *l, const duct_method *m, const ProtobufCMessage *req,
+                        uint32_t call, size_t upto) {
+  raw_request_part(l, m, req, call, 0, upto);
 }
 
 static void wait_sleeping(int n) {
@@ -1185,6 +1191,81 @@ static void test_stream_message_over_limit_cancels(void **state) {
   raw->link_close(l);
   free(buf);
   free(big);
+  wait_streams_gone();
+  assert_int_equal(duct_server_stop(s, 1000), DUCT_OK);
+  duct_server_free(s);
+  assert_no_leak();
+}
+
+/* Control frames of another call between the fragments of a large
+ * request, as protocol version 2 allows: a CREDIT (with a payload) and a
+ * CANCEL come where the request's next fragment was expected, so a
+ * transport that reads into place receives them at the request's slot
+ * (the Windows one over the last bytes of the request so far, which it
+ * must put back). Both take effect, and the request arrives intact. */
+static void test_control_frames_between_fragments(void **state) {
+  (void)state;
+  const char *addr = next_address("between");
+  duct_server_opts o = {.workers = 2, .log = log_cb};
+  duct_server *s = server_start_with(addr, &o);
+  duct__link *l = raw_hello(addr);
+  raw_frame(l, DUCT__REQUEST, 1, probe_method("/duct.test.Probe/Chat")->id, NULL);
+  Duct__Test__Seq m = DUCT__TEST__SEQ__INIT;
+  m.pad.data = (uint8_t *)"k";
+  m.pad.len = 1;
+  raw_frame(l, DUCT__STREAM_DATA, 1, 0, &m.base);
+  wait_kept(1);
+
+  size_t n = 300 * 1024; /* 5 fragments */
+  uint8_t *data = pattern(n, 11);
+  Duct__Test__Blob b = DUCT__TEST__BLOB__INIT;
+  b.data.data = data;
+  b.data.len = n;
+  b.tag = 77;
+  const duct_method *echo = probe_method("/duct.test.Probe/Echo");
+  raw_request_part(l, echo, &b.base, 2, 0, 2);
+  uint8_t ctl[DUCT__CTL_MSG_MAX];
+  duct__iov iov = {ctl, duct__wire_ctl(ctl, DUCT__CREDIT, 1, 4096)};
+  assert_int_equal(raw->link_send(l, &iov, 1, duct__now_ms() + 10000), DUCT_OK);
+  raw_request_part(l, echo, &b.base, 2, 2, 3);
+  iov.len = duct__wire_ctl(ctl, DUCT__CANCEL, 1, 0);
+  assert_int_equal(raw->link_send(l, &iov, 1, duct__now_ms() + 10000), DUCT_OK);
+  raw_request_part(l, echo, &b.base, 2, 3, SIZE_MAX);
+  wait_kept(0); /* the CANCEL reached the kept stream */
+
+  /* The reply to call 2, among whatever call 1 still says. */
+  uint8_t *buf = malloc(DUCT__DEFAULT_MAX_FRAME);
+  uint8_t *all = malloc(2 * n);
+  assert_non_null(buf);
+  assert_non_null(all);
+  size_t got = 0, len;
+  for (;;) {
+    duct__frame f;
+    const char *why;
+    assert_int_equal(raw->link_recv(l, buf, DUCT__DEFAULT_MAX_FRAME, &len,
+                                    duct__now_ms() + 10000),
+                     DUCT_OK);
+    assert_int_equal(duct__frame_decode(buf, len, &f, &why), DUCT_OK);
+    if (f.call_id != 2)
+      continue;
+    assert_int_equal(f.type, DUCT__RESPONSE);
+    assert_int_equal(f.status, DUCT_OK);
+    assert_true(got + f.payload_len <= 2 * n);
+    memcpy(all + got, buf + DUCT__HEADER_SIZE, f.payload_len);
+    got += f.payload_len;
+    if (!(f.flags & DUCT__FLAG_MORE))
+      break;
+  }
+  Duct__Test__Blob *reply = duct__test__blob__unpack(NULL, got, all);
+  assert_non_null(reply);
+  assert_int_equal(reply->tag, 77);
+  assert_int_equal(reply->data.len, n);
+  assert_memory_equal(reply->data.data, data, n);
+  duct__test__blob__free_unpacked(reply, NULL);
+  raw->link_close(l);
+  free(all);
+  free(buf);
+  free(data);
   wait_streams_gone();
   assert_int_equal(duct_server_stop(s, 1000), DUCT_OK);
   duct_server_free(s);
@@ -1730,6 +1811,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_connect_storm, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stale_socket_file, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stream_message_over_limit_cancels, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_control_frames_between_fragments, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stream_server_streaming_faults, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stream_client_streaming_faults, setup, teardown),
       cmocka_unit_test_setup_teardown(test_async_100_in_flight_faults, setup, teardown),

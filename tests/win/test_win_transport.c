@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "runtime/frame.h"
 
 #define WAIT_MS 10000
 
@@ -538,6 +539,392 @@ static void test_client_waits_for_server(void **state) {
   server_down(&s);
 }
 
+/* ---- reads into place (rx_slot) ----
+ *
+ * A core that takes messages as the server core takes the fragments of a
+ * large message: the first message's bytes after its header are copied
+ * to `area` (its reassembly buffer), then it offers the free end of area
+ * as the slot, and what a read into place delivers is taken where it
+ * landed. The transport reads such a message from DUCT__HEADER_SIZE bytes
+ * before the slot, over the end of what area holds, and must have put
+ * those bytes back before any callback: `want` mirrors what area must
+ * hold, and every callback checks it. closed() poisons area, as a core
+ * freeing its buffer would, so a transport that writes there after
+ * closed() shows up in the final check. Messages carry a pattern of their
+ * index, and every message is logged as the core saw it. */
+
+#define PF 4096 /* these listeners' max_frame */
+#define PH DUCT__HEADER_SIZE
+#define PROOM (PF - PH) /* the least room a slot is used with */
+#define PGUARD 64
+#define PMAX 16
+
+enum pkind { P_MSG = 1, P_PLACED = 2 };
+
+typedef struct pcore {
+  size_t area_cap; /* then PGUARD guard bytes */
+  uint8_t *area, *want;
+  size_t held; /* bytes of area in use: the slot is area + held */
+  int ret2_first; /* message() of the first message returns 2 */
+  duct__conn *c;
+  HANDLE got, closed, offered, run_go;
+  volatile LONG nmsg, nbroken, nclosed, nviolations, seq;
+  LONG seq_offer, seq_run; /* order of the first offer and of run() */
+  int run_saw_next;
+  enum pkind kind[PMAX];
+  uint8_t *log[PMAX]; /* each message as the core saw it */
+  size_t len[PMAX];
+  duct_code why;
+} pcore;
+
+static uint8_t p_byte(int k, size_t i) { return (uint8_t)(k * 37 + i * 11 + 5); }
+
+static uint8_t *p_make(int k, size_t len) {
+  uint8_t *m = malloc(len + 1);
+  for (size_t i = 0; i < len; i++)
+    m[i] = p_byte(k, i);
+  return m;
+}
+
+static void p_check(pcore *p) {
+  if (memcmp(p->area, p->want, p->held) != 0)
+    InterlockedIncrement(&p->nbroken);
+}
+
+static void p_log(pcore *p, enum pkind kind, const uint8_t *hdr, const uint8_t *rest,
+                  size_t len) {
+  LONG i = p->nmsg;
+  if (i < PMAX) {
+    size_t head = len < PH ? len : PH;
+    p->kind[i] = kind;
+    p->len[i] = len;
+    p->log[i] = malloc(len + 1);
+    memcpy(p->log[i], hdr, head);
+    if (len > head)
+      memcpy(p->log[i] + head, rest, len - head);
+  }
+  InterlockedIncrement(&p->nmsg);
+  SetEvent(p->got);
+}
+
+static void *p_open(void *core, duct__conn *c, const duct_peer *peer) {
+  pcore *p = core;
+  (void)peer;
+  p->c = c;
+  atomic_store(&c->partial_since, 0); /* no HELLO here */
+  return p;
+}
+
+static uint8_t *p_slot(void *state, size_t *room) {
+  pcore *p = state;
+  p_check(p);
+  if (p->held < PH || p->held >= p->area_cap)
+    return NULL;
+  *room = p->area_cap - p->held;
+  if (p->seq_offer == 0)
+    p->seq_offer = InterlockedIncrement(&p->seq);
+  SetEvent(p->offered);
+  return p->area + p->held;
+}
+
+static int p_message(void *state, const uint8_t *msg, size_t len) {
+  pcore *p = state;
+  p_check(p);
+  int first = p->nmsg == 0;
+  if (len >= PH && len - PH <= p->area_cap - p->held) {
+    memcpy(p->area + p->held, msg + PH, len - PH);
+    memcpy(p->want + p->held, msg + PH, len - PH);
+    p->held += len - PH;
+  }
+  p_log(p, P_MSG, msg, msg + PH, len);
+  return first && p->ret2_first ? 2 : 0;
+}
+
+static int p_placed(void *state, const uint8_t *hdr, size_t len) {
+  pcore *p = state;
+  p_check(p);
+  uint8_t *at = p->area + p->held;
+  if (len < PH || len - PH > p->area_cap - p->held) {
+    InterlockedIncrement(&p->nbroken); /* not what the slot could take */
+    return -1;
+  }
+  memcpy(p->want + p->held, at, len - PH);
+  p->held += len - PH;
+  p_log(p, P_PLACED, hdr, at, len);
+  SetEvent(p->run_go);
+  return 0;
+}
+
+/* With ret2_first: the read was re-armed before this, so the next
+ * message arrives (on the other worker) while it waits. */
+static void p_run(void *state) {
+  pcore *p = state;
+  p->seq_run = InterlockedIncrement(&p->seq);
+  p->run_saw_next = WaitForSingleObject(p->run_go, WAIT_MS) == WAIT_OBJECT_0;
+}
+
+static void p_closed(void *state, duct_code why, const char *detail) {
+  pcore *p = state;
+  (void)detail;
+  p_check(p);
+  p->why = why;
+  memset(p->area, 0xDD, p->area_cap);
+  InterlockedIncrement(&p->nclosed);
+  SetEvent(p->closed);
+}
+
+static void p_violation(void *state, duct_code code, const char *why) {
+  pcore *p = state;
+  (void)why;
+  (void)code;
+  p_check(p);
+  InterlockedIncrement(&p->nviolations);
+}
+
+static const duct__srv_cb p_cb = {.open = p_open,
+                                  .message = p_message,
+                                  .rx_slot = p_slot,
+                                  .message_placed = p_placed,
+                                  .run = p_run,
+                                  .closed = p_closed,
+                                  .violation = p_violation};
+
+typedef struct pserver {
+  pcore p;
+  duct__listener *l;
+  char name[96];
+  duct__link *k;
+} pserver;
+
+static void p_up(pserver *s, size_t area_cap) {
+  pcore *p = &s->p;
+  memset(s, 0, sizeof *s);
+  p->area_cap = area_cap;
+  p->area = malloc(area_cap + PGUARD);
+  p->want = malloc(area_cap);
+  memset(p->area, 0xEE, area_cap + PGUARD);
+  p->got = CreateEventW(NULL, FALSE, FALSE, NULL);
+  p->closed = CreateEventW(NULL, TRUE, FALSE, NULL);
+  p->offered = CreateEventW(NULL, FALSE, FALSE, NULL);
+  p->run_go = CreateEventW(NULL, FALSE, FALSE, NULL);
+  duct__listen_opts o = t_opts();
+  o.max_frame = PF;
+  duct__err err = {{0}};
+  t_name(s->name, sizeof s->name, "place");
+  assert_int_equal(duct__listen(s->name, &o, &p_cb, p, &s->l, &err), DUCT_OK);
+  assert_int_equal(duct__listener_start(s->l), DUCT_OK);
+  assert_int_equal(duct__link_open(s->name, t_deadline(WAIT_MS), &s->k, &err), DUCT_OK);
+}
+
+static void p_send(pserver *s, int k, size_t len) {
+  uint8_t *m = p_make(k, len);
+  duct__iov iov = {m, len};
+  assert_int_equal(duct__link_send(s->k, &iov, 1, t_deadline(WAIT_MS)), DUCT_OK);
+  free(m);
+}
+
+static void p_wait_msgs(pserver *s, LONG n) {
+  while (s->p.nmsg < n)
+    assert_int_equal(WaitForSingleObject(s->p.got, WAIT_MS), WAIT_OBJECT_0);
+}
+
+/* Message i of the log is message k of the pattern, len bytes, of `kind`. */
+static void p_expect(pserver *s, int i, int k, size_t len, enum pkind kind) {
+  uint8_t *m = p_make(k, len);
+  assert_int_equal(s->p.len[i], len);
+  assert_int_equal(s->p.kind[i], kind);
+  assert_memory_equal(s->p.log[i], m, len);
+  free(m);
+}
+
+/* area holds the bytes after the header of each of the n messages in ks
+ * (lengths lens), and nothing was ever seen broken. */
+static void p_expect_area(pserver *s, const int *ks, const size_t *lens, int n) {
+  size_t at = 0;
+  for (int i = 0; i < n; i++) {
+    uint8_t *m = p_make(ks[i], lens[i]);
+    assert_memory_equal(s->p.area + at, m + PH, lens[i] - PH);
+    at += lens[i] - PH;
+    free(m);
+  }
+  assert_int_equal(s->p.held, at);
+  assert_int_equal(s->p.nbroken, 0);
+}
+
+/* Frees the listener (if the test has not), then checks that nothing was
+ * written into area after closed() poisoned it, nor past its end. */
+static void p_down(pserver *s) {
+  if (s->k != NULL)
+    duct__link_close(s->k);
+  if (s->l != NULL)
+    duct__listener_free(s->l);
+  pcore *p = &s->p;
+  assert_int_equal(p->nclosed, 1);
+  assert_int_equal(p->nbroken, 0);
+  for (size_t i = 0; i < p->area_cap; i++)
+    if (p->area[i] != 0xDD)
+      fail_msg("area[%u] written after closed()", (unsigned)i);
+  for (size_t i = 0; i < PGUARD; i++)
+    assert_int_equal(p->area[p->area_cap + i], 0xEE);
+  for (int i = 0; i < PMAX; i++)
+    free(p->log[i]);
+  free(p->area);
+  free(p->want);
+  CloseHandle(p->got);
+  CloseHandle(p->closed);
+  CloseHandle(p->offered);
+  CloseHandle(p->run_go);
+}
+
+/* The messages after the first land in the core's buffer, header
+ * included in the read, and the bytes under the header are the core's
+ * again when it hears of it. A slot is used down to exactly the room of
+ * a max_frame message, and the read then ends exactly at the buffer's
+ * end (the guard stays). Once the buffer is full, messages come to
+ * message() again. */
+static void test_reads_into_place(void **state) {
+  (void)state;
+  pserver s;
+  p_up(&s, 4 * PROOM);
+  for (int k = 0; k < 4; k++)
+    p_send(&s, k, PF);
+  p_send(&s, 4, 200);
+  p_wait_msgs(&s, 5);
+  p_expect(&s, 0, 0, PF, P_MSG);
+  for (int k = 1; k < 4; k++)
+    p_expect(&s, k, k, PF, P_PLACED);
+  p_expect(&s, 4, 4, 200, P_MSG);
+  int ks[] = {0, 1, 2, 3};
+  size_t lens[] = {PF, PF, PF, PF};
+  p_expect_area(&s, ks, lens, 4);
+  for (size_t i = 0; i < PGUARD; i++)
+    assert_int_equal(s.p.area[s.p.area_cap + i], 0xEE);
+  /* The peer leaves: an orderly end, while a read is pending. */
+  duct__link_close(s.k);
+  s.k = NULL;
+  assert_int_equal(WaitForSingleObject(s.p.closed, WAIT_MS), WAIT_OBJECT_0);
+  assert_int_equal(s.p.why, DUCT_OK);
+  p_down(&s);
+}
+
+/* A slot one byte short of a max_frame message is not used, even for a
+ * message that would fit it: what does not fit must be refused as over
+ * max_frame, never land past the slot. */
+static void test_small_slot_not_used(void **state) {
+  (void)state;
+  pserver s;
+  p_up(&s, 2 * PROOM - 1);
+  p_send(&s, 0, PF);
+  p_send(&s, 1, 1000);
+  p_wait_msgs(&s, 2);
+  p_expect(&s, 0, 0, PF, P_MSG);
+  p_expect(&s, 1, 1, 1000, P_MSG);
+  int ks[] = {0, 1};
+  size_t lens[] = {PF, 1000};
+  p_expect_area(&s, ks, lens, 2);
+  p_down(&s);
+}
+
+/* Messages no longer than a header on a read into place lie wholly in the
+ * borrowed bytes: they come to message() intact, and the core's bytes are
+ * back. Exactly a header is an empty message into place. */
+static void test_short_messages_into_place(void **state) {
+  (void)state;
+  pserver s;
+  p_up(&s, 4 * PROOM);
+  p_send(&s, 0, PF);
+  p_send(&s, 1, 5);
+  p_send(&s, 2, PF);
+  p_send(&s, 3, PH);
+  p_send(&s, 4, PH - 1);
+  p_send(&s, 5, 1);
+  p_send(&s, 6, 300);
+  p_wait_msgs(&s, 7);
+  p_expect(&s, 0, 0, PF, P_MSG);
+  p_expect(&s, 1, 1, 5, P_MSG);
+  p_expect(&s, 2, 2, PF, P_PLACED);
+  p_expect(&s, 3, 3, PH, P_PLACED);
+  p_expect(&s, 4, 4, PH - 1, P_MSG);
+  p_expect(&s, 5, 5, 1, P_MSG);
+  p_expect(&s, 6, 6, 300, P_PLACED);
+  int ks[] = {0, 2, 3, 6};
+  size_t lens[] = {PF, PF, PH, 300};
+  p_expect_area(&s, ks, lens, 4);
+  p_down(&s);
+}
+
+/* A message over max_frame on a read into place, with room in the slot
+ * for all of it: refused (violation(), then RESOURCE_EXHAUSTED), never
+ * delivered, and what the core held is intact when it is told. */
+static void test_oversize_into_place(void **state) {
+  (void)state;
+  pserver s;
+  p_up(&s, 4 * PROOM);
+  p_send(&s, 0, PF);
+  p_wait_msgs(&s, 1);
+  p_send(&s, 1, PF + 1);
+  assert_int_equal(WaitForSingleObject(s.p.closed, WAIT_MS), WAIT_OBJECT_0);
+  assert_int_equal(s.p.why, DUCT_RESOURCE_EXHAUSTED);
+  assert_int_equal(s.p.nviolations, 1);
+  assert_int_equal(s.p.nmsg, 1);
+  assert_int_equal(s.p.nbroken, 0);
+  p_down(&s);
+}
+
+/* A read into place pending when the connection ends (closed by the
+ * core, by the peer, or by the listener stopping): the core's bytes are
+ * back by closed(), and nothing touches them after it. */
+static void test_end_while_reading_into_place(void **state) {
+  (void)state;
+  duct_code whys[3] = {DUCT_CANCELLED, DUCT_OK, DUCT_UNAVAILABLE};
+  for (int how = 0; how < 3; how++) {
+    pserver s;
+    p_up(&s, 4 * PROOM);
+    p_send(&s, 0, PF);
+    p_wait_msgs(&s, 1);
+    /* The next read asked for the slot; let its ReadFile be issued. */
+    assert_int_equal(WaitForSingleObject(s.p.offered, WAIT_MS), WAIT_OBJECT_0);
+    Sleep(50);
+    if (how == 0) {
+      duct__conn_close(s.p.c, DUCT_CANCELLED, "closed by the test");
+    } else if (how == 1) {
+      duct__link_close(s.k);
+      s.k = NULL;
+    } else {
+      duct__listener_free(s.l);
+      s.l = NULL;
+    }
+    assert_int_equal(WaitForSingleObject(s.p.closed, WAIT_MS), WAIT_OBJECT_0);
+    assert_int_equal(s.p.why, whys[how]);
+    assert_int_equal(s.p.nmsg, 1);
+    p_down(&s);
+  }
+}
+
+/* message() returns 2: the next read (into place) is armed before run(),
+ * on the thread that delivered the message, and the next message comes
+ * to the other worker while run() works. */
+static void test_read_into_place_before_run(void **state) {
+  (void)state;
+  pserver s;
+  p_up(&s, 4 * PROOM);
+  s.p.ret2_first = 1;
+  p_send(&s, 0, PF);
+  p_wait_msgs(&s, 1);
+  p_send(&s, 1, PF);
+  p_wait_msgs(&s, 2);
+  p_expect(&s, 0, 0, PF, P_MSG);
+  p_expect(&s, 1, 1, PF, P_PLACED);
+  int ks[] = {0, 1};
+  size_t lens[] = {PF, PF};
+  p_expect_area(&s, ks, lens, 2);
+  duct__listener_free(s.l); /* waits for run() */
+  s.l = NULL;
+  assert_true(s.p.run_saw_next);
+  assert_true(s.p.seq_offer != 0 && s.p.seq_offer < s.p.seq_run);
+  p_down(&s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_echo_and_peer_identity),
@@ -554,6 +941,12 @@ int main(void) {
       cmocka_unit_test(test_transact_with_unread_data),
       cmocka_unit_test(test_connect_errors),
       cmocka_unit_test(test_client_waits_for_server),
+      cmocka_unit_test(test_reads_into_place),
+      cmocka_unit_test(test_small_slot_not_used),
+      cmocka_unit_test(test_short_messages_into_place),
+      cmocka_unit_test(test_oversize_into_place),
+      cmocka_unit_test(test_end_while_reading_into_place),
+      cmocka_unit_test(test_read_into_place_before_run),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
