@@ -1,9 +1,9 @@
 /* runtime/session.h - the protocol state one connection has on either
  * side, and the steps both roles take the same way: HELLO (versions and
- * limits) and sending a message as frames. The server (server/server.c)
- * and the client (client/channel.c) each keep a duct__session per
- * connection; neither writes these steps again. Reassembly is
- * runtime/frame.h's duct__reasm, held here. */
+ * limits) and sending a message as frames. The server (server/) and the
+ * client (client/channel.c) each keep a duct__session per connection;
+ * neither writes these steps again. Reassembly is runtime/frame.h's
+ * duct__reasm, held here. */
 #ifndef DUCT_RUNTIME_SESSION_H
 #define DUCT_RUNTIME_SESSION_H
 

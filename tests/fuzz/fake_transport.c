@@ -180,7 +180,7 @@ duct__conn *fake_conn_new(void) {
 }
 
 /* A server refuses a client whose frames are under 4096 bytes
- * (server.c's MIN_PEER_FRAME). */
+ * (server/dispatch.c's MIN_PEER_FRAME). */
 void fake_conn_incoming(duct__conn *c, const uint8_t *msg, size_t len) {
   pthread_mutex_lock(&mu);
   view_peer_first(&((fake_conn *)c)->view, msg, len, 4096);

@@ -1,6 +1,6 @@
 /* tests/fuzz/fake_transport.h - an in-memory transport: one operations
  * table (runtime/transport.h), so the fuzz targets drive the library's own
- * server/server.c, client/channel.c and client/mux.c, built on it with
+ * server (server/), client/channel.c and client/mux.c, built on it with
  * duct__server_new_with / duct__channel_open_with, with bytes from the
  * fuzzer and no sockets or clocks that would make a finding
  * irreproducible. The threads the cores start themselves (a server's

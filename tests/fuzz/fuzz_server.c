@@ -5,7 +5,7 @@
  * streams: REQUESTs of every method kind, STREAM_DATA (fragmented too),
  * HALF_CLOSE, CREDIT and CANCEL for open, ended and unknown calls, many
  * calls at once, stream windows overrun, kept streams and cancel
- * callbacks. The library's server/server.c, as linked into every
+ * callbacks. The library's server (server/), as linked into every
  * program, runs on the in-memory transport's table (fake_transport.c,
  * through duct__server_new_with), one connection per input.
  *
