@@ -113,6 +113,9 @@
 #include "runtime/frame.h"
 
 #define FIRST_READ 4096
+/* Large read buffers kept per listener, at least (more with more
+ * workers): enough for a few clients sending large messages at once. */
+#define POOL_MIN 16
 #define TICK_MS 100
 #define KEY_IO 0
 #define KEY_QUIT 1
@@ -142,6 +145,7 @@ typedef struct wconn {
   DWORD wr_err;    /* it failed at once with this; the packet is ours */
   uint8_t *buf;    /* the message being read, when not into place */
   size_t cap, got;
+  uint8_t *small;  /* the first-read buffer, kept while buf is a large one */
   /* A read into place (rx_slot): the pending ReadFile fills the core's
    * buffer from `placed`, DUCT__HEADER_SIZE bytes before the slot, and
    * those bytes (the core's) wait in `borrowed` until it completes. NULL
@@ -160,6 +164,14 @@ struct duct__listener {
   char pname[DUCT__WIN_PIPE_NAME_MAX * 3 + 1]; /* UTF-8, for messages */
   duct__conn_set set;
   int workers;
+  /* max_frame read buffers connections gave back (buf_shrink), at most
+   * max(workers, POOL_MIN) of them, for the next message's first
+   * fragment: clients uploading large messages one after another then
+   * cost no allocation per message, and what is kept does not grow with
+   * the connections. */
+  SRWLOCK pool_lock;
+  void *pool; /* each buffer's first bytes point at the next */
+  int npool;
   uint32_t max_frame;
   int allow_remote;
   PSECURITY_DESCRIPTOR sd;
@@ -355,9 +367,19 @@ static void wc_abort(duct__conn *c) {
   CancelIoEx(w->pipe, &w->rd.ov);
 }
 
+static size_t first_read(const duct__listener *l);
+static void big_give(duct__listener *l, uint8_t *b);
+
 static void wc_destroy(duct__conn *c) {
   wconn *w = wc_of(c);
   duct__listener *l = w->l;
+  /* The read buffers first: once nlive reaches 0 below, the listener and
+   * its pool may be freed. No read is pending (it holds a reference). */
+  if (w->cap > first_read(l))
+    big_give(l, w->buf);
+  else
+    duct__free(w->buf);
+  duct__free(w->small);
   /* Out of the live list before the handle is closed: the ticker cancels
    * writes through it under l->lock. */
   AcquireSRWLockExclusive(&l->lock);
@@ -372,7 +394,6 @@ static void wc_destroy(duct__conn *c) {
     WakeAllConditionVariable(&l->idle);
   ReleaseSRWLockExclusive(&l->lock);
   CloseHandle(w->pipe);
-  duct__free(w->buf);
   duct__free(w);
 }
 
@@ -434,17 +455,43 @@ static size_t first_read(const duct__listener *l) {
   return l->max_frame < FIRST_READ ? l->max_frame : FIRST_READ;
 }
 
-/* Replaces a read buffer grown past the first read's size with a small
- * one; w->got must be 0. */
+/* A max_frame buffer from the listener's pool, else a new one. */
+static uint8_t *big_take(duct__listener *l) {
+  AcquireSRWLockExclusive(&l->pool_lock);
+  void *b = l->pool;
+  if (b != NULL) {
+    memcpy(&l->pool, b, sizeof l->pool);
+    l->npool--;
+  }
+  ReleaseSRWLockExclusive(&l->pool_lock);
+  return b != NULL ? b : duct__malloc(l->max_frame);
+}
+
+static void big_give(duct__listener *l, uint8_t *b) {
+  AcquireSRWLockExclusive(&l->pool_lock);
+  int keep = l->npool < (l->workers > POOL_MIN ? l->workers : POOL_MIN);
+  if (keep) {
+    memcpy(b, &l->pool, sizeof l->pool);
+    l->pool = b;
+    l->npool++;
+  }
+  ReleaseSRWLockExclusive(&l->pool_lock);
+  if (!keep)
+    duct__free(b);
+}
+
+/* Replaces a read buffer grown to max_frame with the small one it grew
+ * from; w->got must be 0. */
 static void buf_shrink(wconn *w) {
   size_t first = first_read(w->l);
   if (w->cap <= first)
     return;
-  uint8_t *small = duct__malloc(first);
+  uint8_t *small = w->small != NULL ? w->small : duct__malloc(first);
   if (small == NULL)
     return; /* keep the large one */
-  duct__free(w->buf);
+  big_give(w->l, w->buf);
   w->buf = small;
+  w->small = NULL;
   w->cap = first;
 }
 
@@ -624,12 +671,14 @@ static void on_read(wconn *w, DWORD n, DWORD e) {
       return;
     }
     if (w->got == w->cap) {
-      uint8_t *nb = duct__realloc(w->buf, l->max_frame);
+      uint8_t *nb = big_take(l);
       if (nb == NULL) {
         read_end(w, DUCT_RESOURCE_EXHAUSTED,
                  "out of memory growing the read buffer to max_frame");
         return;
       }
+      memcpy(nb, w->buf, w->got);
+      w->small = w->buf;
       w->buf = nb;
       w->cap = l->max_frame;
     }
@@ -826,6 +875,11 @@ static void listener_destroy(duct__listener *l) {
   if (l->sd != NULL)
     LocalFree(l->sd);
   duct__conn_set_destroy(&l->set);
+  while (l->pool != NULL) {
+    void *b = l->pool;
+    memcpy(&l->pool, b, sizeof l->pool);
+    duct__free(b);
+  }
   duct__free(l->threads);
   duct__free(l->slots);
   duct__free(l->name);
@@ -854,6 +908,7 @@ duct_code duct__listen(const char *address, const duct__listen_opts *o,
   l->max_frame = o->max_frame;
   l->allow_remote = o->allow_remote;
   InitializeSRWLock(&l->lock);
+  InitializeSRWLock(&l->pool_lock);
   InitializeConditionVariable(&l->idle);
   l->nslots = o->workers + 2 < 4 ? 4 : o->workers + 2;
   l->slots = duct__calloc((size_t)l->nslots, sizeof *l->slots);
