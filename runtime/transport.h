@@ -256,10 +256,12 @@ duct_code duct__link_recv(duct__link *l, uint8_t *buf, size_t cap,
 /* duct__link_recv with a scatter read: the message's first head_cap bytes
  * into head, the rest (up to tail_cap) into tail; *len is the whole
  * length. A client receives a reply's later fragments straight into the
- * reassembly buffer this way. DUCT_UNIMPLEMENTED, with nothing read,
- * where the platform has no scatter read (Windows: a pipe's ReadFile
- * takes one buffer, and a second read per fragment would cost more than
- * the copy it saves); receive with duct__link_recv then. */
+ * reassembly buffer this way. The head_cap (at most DUCT__HEADER_SIZE)
+ * bytes just before tail must be the caller's, in the same buffer: a
+ * transport that reads one buffer per message (Windows: a pipe's
+ * ReadFile) borrows them and puts them back before it returns, as
+ * duct__reasm_slot's slots allow. DUCT_UNIMPLEMENTED, with nothing read,
+ * where a platform cannot; receive with duct__link_recv then. */
 duct_code duct__link_recv_into(duct__link *l, uint8_t *head, size_t head_cap, uint8_t *tail,
                                size_t tail_cap, size_t *len, int64_t deadline_ms);
 /* Sends one message and receives the next one: a single

@@ -37,6 +37,7 @@
 #include "runtime/sys.h"
 #include "runtime/win/win.h"
 #include "runtime/alloc.h"
+#include "runtime/frame.h"
 
 /* Backoff while no server has created the pipe yet. */
 #define RETRY_MIN_MS 1
@@ -366,8 +367,22 @@ void duct__link_shutdown(duct__link *l) {
   CancelIoEx(l->pipe, NULL);
 }
 
+/* A pipe's ReadFile fills one buffer, so the message is read from
+ * head_cap bytes before `tail`, over bytes of the caller's that are kept
+ * aside meanwhile (transport.h allows it), and its head is then copied out
+ * and those bytes put back: a copy of a header instead of the whole
+ * fragment, and still one ReadFile. finish() returns only once the read is
+ * over, cancelled or not, so nothing writes there after the put-back. */
 duct_code duct__link_recv_into(duct__link *l, uint8_t *head, size_t head_cap, uint8_t *tail,
                                size_t tail_cap, size_t *len, int64_t deadline_ms) {
-  (void)l, (void)head, (void)head_cap, (void)tail, (void)tail_cap, (void)len, (void)deadline_ms;
-  return DUCT_UNIMPLEMENTED; /* transport.h: no scatter read on a pipe */
+  uint8_t kept[DUCT__HEADER_SIZE];
+  if (tail == NULL || head_cap > sizeof kept)
+    return duct__link_recv(l, head, head_cap, len, deadline_ms);
+  uint8_t *at = tail - head_cap;
+  memcpy(kept, at, head_cap);
+  duct_code rc = duct__link_recv(l, at, head_cap + tail_cap, len, deadline_ms);
+  if (rc == DUCT_OK)
+    memcpy(head, at, *len < head_cap ? *len : head_cap);
+  memcpy(at, kept, head_cap);
+  return rc;
 }
