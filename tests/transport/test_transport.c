@@ -406,6 +406,24 @@ static duct__link *connect_ok(const char *addr) {
   return k;
 }
 
+/* An echo server with the default options on a fresh address (written
+ * to addr), and one link to it: the setup most scenarios share. */
+static duct__link *echo_open(tcore *core, char addr[64], duct__listener **l) {
+  make_addr(addr, 64);
+  core_init(core, MODE_ECHO);
+  duct__listen_opts o = default_opts();
+  *l = serve(core, addr, &o);
+  return connect_ok(addr);
+}
+
+/* Closes what echo_open made; every echo the server made was right. */
+static void echo_close(tcore *core, duct__listener *l, duct__link *k) {
+  T->link_close(k);
+  T->listener_free(l);
+  assert_int_equal(core->echo_fail, 0);
+  core_free(core);
+}
+
 static void fill(uint8_t *p, size_t n, uint32_t seed) {
   for (size_t i = 0; i < n; i++) {
     seed = seed * 1103515245u + 12345u;
@@ -468,12 +486,9 @@ static void test_sys(void **state) {
 static void test_round_trip_1_byte(void **state) {
   (void)state;
   char addr[64];
-  make_addr(addr, sizeof addr);
   tcore core;
-  core_init(&core, MODE_ECHO);
-  duct__listen_opts o = default_opts();
-  duct__listener *l = serve(&core, addr, &o);
-  duct__link *k = connect_ok(addr);
+  duct__listener *l;
+  duct__link *k = echo_open(&core, addr, &l);
 
   uint8_t out = 0xA5, in[16] = {0};
   size_t n = 0;
@@ -491,10 +506,7 @@ static void test_round_trip_1_byte(void **state) {
   assert_int_equal(n, 1);
   assert_int_equal(in[0], 0x5A);
 
-  T->link_close(k);
-  T->listener_free(l);
-  assert_int_equal(core.echo_fail, 0);
-  core_free(&core);
+  echo_close(&core, l, k);
 }
 
 /* A max_frame message both ways, sent as two pieces (header, payload) as
@@ -502,12 +514,9 @@ static void test_round_trip_1_byte(void **state) {
 static void test_round_trip_max_frame(void **state) {
   (void)state;
   char addr[64];
-  make_addr(addr, sizeof addr);
   tcore core;
-  core_init(&core, MODE_ECHO);
-  duct__listen_opts o = default_opts();
-  duct__listener *l = serve(&core, addr, &o);
-  duct__link *k = connect_ok(addr);
+  duct__listener *l;
+  duct__link *k = echo_open(&core, addr, &l);
 
   uint8_t *out = malloc(MAX_FRAME), *in = malloc(MAX_FRAME);
   assert_non_null(out);
@@ -529,10 +538,7 @@ static void test_round_trip_max_frame(void **state) {
 
   free(out);
   free(in);
-  T->link_close(k);
-  T->listener_free(l);
-  assert_int_equal(core.echo_fail, 0);
-  core_free(&core);
+  echo_close(&core, l, k);
 }
 
 /* A scatter read (link_recv_into): the head lands in its own buffer, the
@@ -544,12 +550,9 @@ static void test_recv_into(void **state) {
   if (!T->link_recv_into)
     skip(); /* the fault wrapper leaves it out: its receives are faulted whole */
   char addr[64];
-  make_addr(addr, sizeof addr);
   tcore core;
-  core_init(&core, MODE_ECHO);
-  duct__listen_opts o = default_opts();
-  duct__listener *l = serve(&core, addr, &o);
-  duct__link *k = connect_ok(addr);
+  duct__listener *l;
+  duct__link *k = echo_open(&core, addr, &l);
 
   enum { HEAD = DUCT__HEADER_SIZE, BEFORE = 100 };
   size_t body = MAX_FRAME - HEAD;
@@ -581,10 +584,7 @@ static void test_recv_into(void **state) {
   free(out);
   free(big);
   free(mark);
-  T->link_close(k);
-  T->listener_free(l);
-  assert_int_equal(core.echo_fail, 0);
-  core_free(&core);
+  echo_close(&core, l, k);
 }
 
 /* ---- limits: too large is an error, never a truncated message ---- */
@@ -619,12 +619,9 @@ static void test_server_rejects_oversize(void **state) {
 static void test_client_rejects_oversize(void **state) {
   (void)state;
   char addr[64];
-  make_addr(addr, sizeof addr);
   tcore core;
-  core_init(&core, MODE_ECHO);
-  duct__listen_opts o = default_opts();
-  duct__listener *l = serve(&core, addr, &o);
-  duct__link *k = connect_ok(addr);
+  duct__listener *l;
+  duct__link *k = echo_open(&core, addr, &l);
 
   uint8_t out[2000], in[1000];
   fill(out, sizeof out, 2);
@@ -644,12 +641,9 @@ static void test_client_rejects_oversize(void **state) {
 static void test_peer_identity(void **state) {
   (void)state;
   char addr[64];
-  make_addr(addr, sizeof addr);
   tcore core;
-  core_init(&core, MODE_ECHO);
-  duct__listen_opts o = default_opts();
-  duct__listener *l = serve(&core, addr, &o);
-  duct__link *k = connect_ok(addr);
+  duct__listener *l;
+  duct__link *k = echo_open(&core, addr, &l);
   assert_int_equal(T->link_peer_pid(k), duct__getpid());
   CORE_WAIT(&core, core.opened == 1 && core.conns != NULL);
   assert_int_equal(core.conns->peer_pid, duct__getpid());
@@ -762,12 +756,9 @@ static void test_recv_deadline_silent_server(void **state) {
 static void test_server_close_client_unavailable(void **state) {
   (void)state;
   char addr[64];
-  make_addr(addr, sizeof addr);
   tcore core;
-  core_init(&core, MODE_ECHO);
-  duct__listen_opts o = default_opts();
-  duct__listener *l = serve(&core, addr, &o);
-  duct__link *k = connect_ok(addr);
+  duct__listener *l;
+  duct__link *k = echo_open(&core, addr, &l);
   CORE_WAIT(&core, core.conns != NULL);
 
   T->conn_close(core.conns->c, DUCT_UNAVAILABLE, "closed by the test"); /* not a worker */
@@ -826,12 +817,9 @@ static void test_refused_in_open(void **state) {
 static void test_client_close_server_closed(void **state) {
   (void)state;
   char addr[64];
-  make_addr(addr, sizeof addr);
   tcore core;
-  core_init(&core, MODE_ECHO);
-  duct__listen_opts o = default_opts();
-  duct__listener *l = serve(&core, addr, &o);
-  duct__link *k = connect_ok(addr);
+  duct__listener *l;
+  duct__link *k = echo_open(&core, addr, &l);
   CORE_WAIT(&core, core.opened == 1);
   T->link_close(k);
   CORE_WAIT(&core, core.closed == 1);
@@ -1337,12 +1325,9 @@ static void duplex_reader(void *p) {
 static void test_link_recv_while_send(void **state) {
   (void)state;
   char addr[64];
-  make_addr(addr, sizeof addr);
   tcore core;
-  core_init(&core, MODE_ECHO);
-  duct__listen_opts o = default_opts();
-  duct__listener *l = serve(&core, addr, &o);
-  duct__link *k = connect_ok(addr);
+  duct__listener *l;
+  duct__link *k = echo_open(&core, addr, &l);
 
   duplex_arg a;
   memset(&a, 0, sizeof a);
@@ -1488,12 +1473,9 @@ static void test_link_shutdown_wakes(void **state) {
 static void test_stop_accepting(void **state) {
   (void)state;
   char addr[64];
-  make_addr(addr, sizeof addr);
   tcore core;
-  core_init(&core, MODE_ECHO);
-  duct__listen_opts o = default_opts();
-  duct__listener *l = serve(&core, addr, &o);
-  duct__link *k = connect_ok(addr);
+  duct__listener *l;
+  duct__link *k = echo_open(&core, addr, &l);
   CORE_WAIT(&core, core.opened == 1);
 
   T->listener_stop_accepting(l);
