@@ -1,6 +1,6 @@
 /* client/chan.h - the channel's parts that the blocking calls
- * (channel.c) and the multiplexed calls and streams (mux.c) share.
- * Internal. */
+ * (channel.c) and the multiplexed calls and streams (mux.c) share, and
+ * the links both use (link.c). Internal. */
 #ifndef DUCT_CLIENT_CHAN_H
 #define DUCT_CLIENT_CHAN_H
 
@@ -35,7 +35,7 @@ struct duct_channel {
   uint32_t open;  /* links in existence, idle or busy */
 };
 
-/* Connects and exchanges HELLOs. On failure msg says why. */
+/* link.c: connects and exchanges HELLOs. On failure msg says why. */
 duct_code duct__clink_new(duct_channel *ch, int64_t deadline, clink **out, char *msg,
                           size_t msgcap);
 void duct__clink_free(clink *k);

@@ -15,6 +15,8 @@
  *   stream.c    streams: duct_stream_*, credit and the send queue's room
  *   send.c      what goes out: packing buffers lent to the send queue,
  *               control and text messages, GOAWAY
+ *   sconn.c     a connection's references and the server's list of them
+ *               (the bottom: every other file uses it, it uses none)
  *   reflection.c  the built-in reflection service
  *
  * Locks: s->mu guards the server's list of connections; a connection's
@@ -174,10 +176,24 @@ struct sconn {
 static inline void sconn_ref(sconn *sc) { atomic_fetch_add(&sc->refs, 1); }
 static inline void call_ref(duct_ctx *x) { atomic_fetch_add(&x->refs, 1); }
 
-/* ---- dispatch.c: connections ---- */
+/* The services added to `s`, in the order they were added (the
+ * reflection service first, unless disabled); *n is their count. Borrowed
+ * from the server and fixed once it listens. Inline, so that the
+ * reflection service (reflection.c, which server.c registers) reads them
+ * without a call back into server.c. */
+static inline const duct_service *const *duct__server_services(const duct_server *s,
+                                                               size_t *n) {
+  *n = s->n_services;
+  return (const duct_service *const *)s->services;
+}
+
+/* ---- dispatch.c: the transport's side ---- */
 
 /* The transport's callbacks (runtime/transport.h), given to listen. */
 extern const duct__srv_cb duct__srv_callbacks;
+
+/* ---- sconn.c: connections ---- */
+
 /* Drops a reference to sc; the last one unlinks it from s->conns and
  * frees it. */
 void duct__srv_conn_unref(sconn *sc);

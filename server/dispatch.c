@@ -1,7 +1,7 @@
 /* server/dispatch.c - the server as the transport sees it: the
  * callbacks it calls on its worker threads (runtime/transport.h). A
- * connection opens (its record, struct sconn, is made here and its
- * references kept here), its messages arrive (HELLO, frame decoding,
+ * connection opens (its record, struct sconn, is made here; its
+ * references are sconn.c's), its messages arrive (HELLO, frame decoding,
  * reassembly, scatter reads into the reassembly buffer), a REQUEST is
  * checked (limits, method id, authorization, unpacking) and becomes a
  * call, whose handler runs on the worker after the re-arm (unary, the
@@ -22,74 +22,6 @@
 /* The smallest frame a client may ask for in its HELLO: below this a
  * reply would take a frame (and a system call) per handful of bytes. */
 #define MIN_PEER_FRAME 4096u
-
-/* ---- connection references ---- */
-
-void duct__srv_conn_free(sconn *sc) {
-  duct__free(sc->spare ? (duct__arena_free(&sc->spare->arena),
-                          duct__cond_destroy(&sc->spare->cv), sc->spare)
-                       : NULL);
-  for (int i = 0; i < TX_BUFS; i++)
-    if (sc->tx[i])
-      duct__loan_drop(&sc->tx[i]->loan); /* the queue may still hold it */
-  duct__mutex_destroy(&sc->mu);
-  duct__mutex_destroy(&sc->tx_mu);
-  duct__free(sc);
-}
-
-/* The last reference is dropped under s->mu, so a walk of s->conns (the
- * tick, a stop) never takes a reference on a connection being freed. */
-void duct__srv_conn_unref(sconn *sc) {
-  int one = 1;
-  if (atomic_load(&sc->refs) > 1 && atomic_fetch_sub(&sc->refs, 1) > 1)
-    return;
-  duct_server *s = sc->s;
-  duct__mutex_lock(&s->mu);
-  if (!atomic_compare_exchange_strong(&sc->refs, &one, 0)) {
-    atomic_fetch_sub(&sc->refs, 1);
-    duct__mutex_unlock(&s->mu);
-    return;
-  }
-  if (sc->sprev)
-    sc->sprev->snext = sc->snext;
-  else
-    s->conns = sc->snext;
-  if (sc->snext)
-    sc->snext->sprev = sc->sprev;
-  duct__mutex_unlock(&s->mu);
-  duct__srv_conn_free(sc);
-}
-
-/* Under s->mu: a reference unless the connection is being freed. */
-static int sconn_try_ref(sconn *sc) {
-  int n = atomic_load(&sc->refs);
-  while (n > 0)
-    if (atomic_compare_exchange_weak(&sc->refs, &n, n + 1))
-      return 1;
-  return 0;
-}
-
-/* A referenced snapshot of the connections, into *buf (*cap entries),
- * grown when there are more; NULL (*n = 0) without memory. */
-sconn **duct__srv_conns_snapshot(duct_server *s, sconn ***buf, size_t *cap, size_t *n) {
-  duct__mutex_lock(&s->mu);
-  size_t k = 0, count = 0;
-  for (sconn *sc = s->conns; sc; sc = sc->snext)
-    count++;
-  if (count > *cap) {
-    sconn **nb = duct__realloc(*buf, count * sizeof *nb);
-    if (nb) {
-      *buf = nb;
-      *cap = count;
-    }
-  }
-  for (sconn *sc = s->conns; *buf && sc && k < *cap; sc = sc->snext)
-    if (sconn_try_ref(sc))
-      (*buf)[k++] = sc;
-  duct__mutex_unlock(&s->mu);
-  *n = k;
-  return *buf;
-}
 
 /* ---- running handlers ---- */
 

@@ -12,11 +12,6 @@ duct_code duct__server_new_with(const duct_server_opts *o,
                                 const duct__transport_ops *t,
                                 duct_server **out);
 
-/* The services added to `s`, in the order they were added (the
- * reflection service first, unless disabled); *n is their count. Borrowed
- * from the server and fixed once it listens. */
-const duct_service *const *duct__server_services(const duct_server *s, size_t *n);
-
 /* reflection.c: adds the built-in duct.reflection.v1.Reflection to `s`,
  * which its handlers reach as duct_ctx_user. duct_server_add's codes. */
 duct_code duct__reflection_register(duct_server *s);

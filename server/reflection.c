@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "duct/reflection.duct.h"
+#include "server/core.h"
 #include "server/internal.h"
 
 typedef Duct__Reflection__V1__ServiceInfo service_info;

@@ -138,11 +138,6 @@ duct_code duct__server_new_with(const duct_server_opts *o,
   return DUCT_OK;
 }
 
-const duct_service *const *duct__server_services(const duct_server *s, size_t *n) {
-  *n = s->n_services;
-  return s->services;
-}
-
 duct_code duct_server_add(duct_server *s, const duct_service *svc, const void *handlers,
                           void *user) {
   if (!s || !svc || !handlers || (svc->n_methods && !svc->methods))
