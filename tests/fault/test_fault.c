@@ -441,6 +441,14 @@ static void assert_no_leak(void) {
              live - live_at_start);
 }
 
+/* The end of a scenario's server: it stops within a second, and every
+ * block duct allocated meanwhile has been given back. */
+static void server_done(duct_server *s) {
+  assert_int_equal(duct_server_stop(s, 1000), DUCT_OK);
+  duct_server_free(s);
+  assert_no_leak();
+}
+
 static void release_sleepers(void) {
   duct__mutex_lock(&hs.mu);
   hs.released = 1;
@@ -1026,9 +1034,7 @@ static void test_slow_peers_cut_off_others_served(void **state) {
   duct_channel_close(ch);
   free(buf);
   free(data);
-  assert_int_equal(duct_server_stop(s, 1000), DUCT_OK);
-  duct_server_free(s);
-  assert_no_leak();
+  server_done(s);
 }
 
 /* ==== connection storms ==== */
@@ -1088,9 +1094,7 @@ static void test_connect_storm(void **state) {
                  duct_code_name(st[i].call_rc));
     }
   }
-  assert_int_equal(duct_server_stop(s, 1000), DUCT_OK);
-  duct_server_free(s);
-  assert_no_leak();
+  server_done(s);
 }
 
 /* ==== streams and async calls ==== */
@@ -1192,9 +1196,7 @@ static void test_stream_message_over_limit_cancels(void **state) {
   free(buf);
   free(big);
   wait_streams_gone();
-  assert_int_equal(duct_server_stop(s, 1000), DUCT_OK);
-  duct_server_free(s);
-  assert_no_leak();
+  server_done(s);
 }
 
 /* Control frames of another call between the fragments of a large
@@ -1267,9 +1269,7 @@ static void test_control_frames_between_fragments(void **state) {
   free(buf);
   free(data);
   wait_streams_gone();
-  assert_int_equal(duct_server_stop(s, 1000), DUCT_OK);
-  duct_server_free(s);
-  assert_no_leak();
+  server_done(s);
 }
 
 /* ---- the scenarios: each returns the call's (or calls') final code and
@@ -1615,9 +1615,7 @@ static void scenario_loop(const char *tag, scenario_fn scenario, int kind) {
   }
   assert_true(injected > 0);
   wait_streams_gone();
-  assert_int_equal(duct_server_stop(s, 1000), DUCT_OK);
-  duct_server_free(s);
-  assert_no_leak();
+  server_done(s);
 }
 
 static void test_stream_server_streaming_faults(void **state) {
@@ -1757,9 +1755,7 @@ static void test_alloc_every_n_streams(void **state) {
          failures);
   assert_true(failures > 20);
   wait_streams_gone();
-  assert_int_equal(duct_server_stop(s, 1000), DUCT_OK);
-  duct_server_free(s);
-  assert_no_leak();
+  server_done(s);
 }
 
 /* ==== stale addresses ==== */
