@@ -13,6 +13,7 @@
 
 #include "runtime/frame.h"
 #include "runtime/log.h"
+#include "runtime/pack.h"
 #include "runtime/session.h"
 #include "runtime/sys.h"
 #include "runtime/transport.h"
@@ -287,7 +288,15 @@ duct_code duct_call_unary(duct_channel *ch, const duct_method *m, const Protobuf
     k->txbuf = nb;
     k->txcap = DUCT__HEADER_SIZE + len;
   }
-  protobuf_c_message_pack(req, k->txbuf + DUCT__HEADER_SIZE);
+  /* A request of several frames whose large `bytes` field can be sent
+   * from the caller's memory is packed around it (runtime/pack.h): the
+   * caller's request stays untouched until this call returns. */
+  duct__gather g;
+  int pieces = 0;
+  if (k->t->sends_gather && len > DUCT__DEFAULT_MAX_FRAME && duct__gather_worth(req))
+    pieces = duct__gather_pack(&g, req, len, k->txbuf + DUCT__HEADER_SIZE);
+  if (!pieces)
+    protobuf_c_message_pack(req, k->txbuf + DUCT__HEADER_SIZE);
 
   uint32_t call_id = k->next_call++;
   if (k->next_call == 0)
@@ -303,7 +312,10 @@ duct_code duct_call_unary(duct_channel *ch, const duct_method *m, const Protobuf
   }
   duct__frame tmpl = {DUCT__VERSION, DUCT__REQUEST, 0, call_id, m->id, 0, remaining, 0};
   size_t rlen = 0;
-  rc = send_request(k, &tmpl, k->txbuf + DUCT__HEADER_SIZE, len, &rlen, deadline);
+  request_sink sink = {k, &rlen, deadline};
+  rc = pieces ? duct__session_send_pieces(&k->sess, &tmpl, g.piece, pieces, len, request_frame,
+                                          &sink)
+              : send_request(k, &tmpl, k->txbuf + DUCT__HEADER_SIZE, len, &rlen, deadline);
   if (rc != DUCT_OK) {
     release(ch, k, 0);
     return finish(o, rc, "%s: %s", m->name, transport_text(rc));

@@ -5,6 +5,9 @@
 
 const duct__transport_ops duct__platform_transport = {
     .name = duct__platform_name,
+#ifndef _WIN32
+    .sends_gather = 1,
+#endif
     .listen = duct__listen,
     .listener_start = duct__listener_start,
     .listener_stop_accepting = duct__listener_stop_accepting,

@@ -78,6 +78,38 @@ duct_code duct__session_send(const duct__session *s, const duct__frame *tmpl,
   return DUCT_OK;
 }
 
+duct_code duct__session_send_pieces(const duct__session *s, const duct__frame *tmpl,
+                                    const duct__iov *piece, int n, size_t len,
+                                    duct__frame_sink sink, void *ctx) {
+  size_t frames = duct__frag_count(len, s->peer_max_frame);
+  int p = 0;       /* the piece the next frame starts in */
+  size_t at = 0;   /* and where in it */
+  for (size_t i = 0; i < frames; i++) {
+    duct__frame f;
+    size_t off;
+    duct__frag_at(tmpl, len, s->peer_max_frame, i, &f, &off);
+    uint8_t hdr[DUCT__HEADER_SIZE];
+    duct__frame_encode(&f, hdr);
+    duct__iov iov[1 + 8];
+    int k = 0;
+    iov[k++] = (duct__iov){hdr, sizeof hdr};
+    for (size_t need = f.payload_len; need > 0 && p < n && k < 9;) {
+      size_t take = piece[p].len - at < need ? piece[p].len - at : need;
+      iov[k++] = (duct__iov){(const uint8_t *)piece[p].base + at, take};
+      need -= take;
+      at += take;
+      if (at == piece[p].len) {
+        p++;
+        at = 0;
+      }
+    }
+    duct_code rc = sink(ctx, iov, k, i + 1 == frames);
+    if (rc != DUCT_OK)
+      return rc;
+  }
+  return DUCT_OK;
+}
+
 void duct__flow_init(duct__flow *f) {
   f->avail = DUCT__STREAM_WINDOW;
   f->taken = 0;

@@ -62,6 +62,12 @@ duct_code duct__session_send(const duct__session *s, const duct__frame *tmpl,
                              uint8_t *payload, size_t len, duct__sink_kind kind,
                              duct__frame_sink sink, void *ctx);
 
+/* As duct__session_send with DUCT__SINK_DONE, for a payload of len bytes
+ * in n pieces (runtime/pack.h): each frame goes to the sink as its
+ * header and the slices of the pieces it covers, at most 1 + n pieces. */
+duct_code duct__session_send_pieces(const duct__session *s, const duct__frame *tmpl,
+                                    const duct__iov *piece, int n, size_t len,
+                                    duct__frame_sink sink, void *ctx);
 
 /* Flow control of one stream in one direction (docs/PROTOCOL.md). The
  * sender may send while `avail` is above 0 (one message may overdraw

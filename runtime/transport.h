@@ -298,6 +298,11 @@ uint32_t duct__link_peer_pid(const duct__link *l);
  * (link_open: duct__link_open_opts). */
 typedef struct duct__transport_ops {
   const char *name; /* "posix", "win", or a test's own, for log lines */
+  /* 1 when link_send and link_transact send several pieces as one
+   * message without copying them (POSIX's sendmsg): the client then packs
+   * a request with large `bytes` fields in pieces (runtime/pack.h).
+   * Windows copies them into one buffer, so it packs into one. */
+  int sends_gather;
   duct_code (*listen)(const char *address, const duct__listen_opts *o,
                       const duct__srv_cb *cb, void *core,
                       duct__listener **out, duct__err *err);
