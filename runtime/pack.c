@@ -32,17 +32,19 @@ static void append(ProtobufCBuffer *b, size_t len, const uint8_t *data) {
       return;
     }
     g->piece[g->n++] = (duct__iov){data, len};
+    g->last_copied = 0;
     return;
   }
   uint8_t *at = g->scratch + g->used;
   memcpy(at, data, len);
   g->used += len;
-  if (last && (const uint8_t *)last->base + last->len == at) {
-    last->len += len; /* follows the copied part before it */
+  if (last && g->last_copied) {
+    last->len += len; /* follows the copied part before it, in scratch */
   } else if (g->n == DUCT__GATHER_PIECES) {
     g->overflow = 1;
   } else {
     g->piece[g->n++] = (duct__iov){at, len};
+    g->last_copied = 1;
   }
 }
 

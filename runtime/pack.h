@@ -28,6 +28,7 @@ typedef struct duct__gather {
   size_t used, total;
   duct__iov piece[DUCT__GATHER_PIECES];
   int n;
+  int last_copied;      /* piece[n - 1] is in scratch: small parts extend it */
   int overflow;         /* more pieces were needed */
 } duct__gather;
 
